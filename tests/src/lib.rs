@@ -1,0 +1,1 @@
+//! Test support: artifacts, tokens, independent verifiers.
