@@ -266,6 +266,7 @@ impl ProviderConfig {
     pub fn builder() -> ProviderConfigBuilder {
         ProviderConfigBuilder {
             config: ProviderConfig {
+                manufacturer_ids: RVec::new(),
                 pkcs11_version: Pkcs11Version { major: 2, minor: 40 },
                 env: RVec::new(),
                 initialize_flags: InitializeFlags::OS_LOCKING_OK,
@@ -293,6 +294,12 @@ impl ProviderConfig {
 }
 
 impl ProviderConfigBuilder {
+    /// A `CK_INFO.manufacturerID` prefix that identifies the vendor's library.
+    pub fn manufacturer_id(mut self, prefix: &str) -> Self {
+        self.config.manufacturer_ids.push(prefix.into());
+        self
+    }
+
     /// The Cryptoki version of the vendor library.
     pub fn pkcs11_version(mut self, major: u8, minor: u8) -> Self {
         self.config.pkcs11_version = Pkcs11Version { major, minor };

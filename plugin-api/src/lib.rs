@@ -43,6 +43,8 @@
 mod builder;
 mod ids;
 mod types;
+#[cfg(feature = "serde")]
+mod serde_impls;
 
 #[doc(hidden)]
 pub use abi_stable;

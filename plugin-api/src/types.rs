@@ -105,6 +105,10 @@ pub struct MlDsaSupport {
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
 pub struct ProviderConfig {
+    /// Prefixes of `CK_INFO.manufacturerID` (from `C_GetInfo`) by which the
+    /// host recognises this vendor's library when `[hsm]` names neither a
+    /// provider nor a known library path. Compared case-insensitively.
+    pub manufacturer_ids: RVec<RString>,
     /// The Cryptoki version the vendor library implements, as `(major, minor)`
     /// of `CK_INFO.cryptokiVersion`.
     pub pkcs11_version: Pkcs11Version,

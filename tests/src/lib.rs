@@ -1,1 +1,5 @@
 //! Test support: artifacts, tokens, independent verifiers.
+
+pub mod artifacts;
+
+pub mod tokens;

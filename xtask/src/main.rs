@@ -1,1 +1,53 @@
-fn main() {}
+//! `cargo xtask`: developer and CI tasks for kipuka.
+//!
+//! * `cargo xtask deps` — installs the Debian packages the tests need, builds OpenSSL 3.5 and
+//!   Kryoptic into a cache, prints `export NAME=value` lines (stdout) and writes them to
+//!   `target/kipuka-test-env.sh`. Progress goes to stderr, so `eval "$(cargo xtask deps)"` works.
+//! * `cargo xtask test` — `deps`, then fmt, clippy, build and test (release profile).
+
+mod deps;
+mod kryoptic;
+mod openssl;
+mod packages;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  deps    install Debian packages, build OpenSSL 3.5 and Kryoptic (cached), print the test env
+  test    deps, then cargo fmt --check, clippy -D warnings, build and test (all --release)
+  help    print this message
+
+environment:
+  KIPUKA_CACHE   cache directory for the OpenSSL and Kryoptic builds (default ~/.cache/kipuka)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["deps"] => deps::run().map(|env| print!("{}", env.to_shell())),
+        ["test"] => test::run(),
+        ["help" | "-h" | "--help"] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        [] => {
+            eprintln!("error: no command given\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        other => {
+            eprintln!("error: unknown command `{}`\n\n{USAGE}", other.join(" "));
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -30,6 +30,7 @@ impl VendorPlugin for Kryoptic {
 
     fn provider_config() -> ProviderConfig {
         ProviderConfig::builder()
+            .manufacturer_id("Kryoptic")
             .pkcs11_version(3, 2)
             .env("KRYOPTIC_CONF", None, false,
                 "Path of token.conf ([[slots]] slot, dbtype, dbargs); else $XDG_CONFIG_HOME/kryoptic/token.conf")

@@ -24,6 +24,8 @@ impl VendorPlugin for Luna {
 
     fn provider_config() -> ProviderConfig {
         ProviderConfig::builder()
+            .manufacturer_id("SafeNet")
+            .manufacturer_id("Thales")
             .env("ChrystokiConfigurationPath", Some("/etc"), false,
                 "Directory holding Chrystoki.conf (client certificate, server list); set it when the client is not installed in the default place")
             .max_sessions(64)

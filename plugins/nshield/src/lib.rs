@@ -20,6 +20,8 @@ impl VendorPlugin for NShield {
 
     fn provider_config() -> ProviderConfig {
         ProviderConfig::builder()
+            .manufacturer_id("nCipher")
+            .manufacturer_id("Entrust")
             .env("NFAST_HOME", Some("/opt/nfast"), true,
                 "nShield installation directory; cknfastrc is read from it")
             .env("NFAST_KMDATA", Some("/opt/nfast/kmdata"), true,

@@ -26,6 +26,9 @@ impl VendorPlugin for ThalesCsp {
 
     fn provider_config() -> ProviderConfig {
         ProviderConfig::builder()
+            .manufacturer_id("SafeNet")
+            .manufacturer_id("Thales")
+            .manufacturer_id("ERACOM")
             .env("ET_PTKC_GENERAL_LIBRARY_MODE", Some("NORMAL"), false,
                 "NORMAL, WLD (work-load distribution) or HA; anything else means NORMAL")
             .env("ET_HSM_NETCLIENT_SERVERLIST", None, true,

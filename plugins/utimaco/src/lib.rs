@@ -25,6 +25,7 @@ impl VendorPlugin for Utimaco {
 
     fn provider_config() -> ProviderConfig {
         ProviderConfig::builder()
+            .manufacturer_id("Utimaco")
             .env("CS_PKCS11_R3_CFG", Some("/etc/utimaco/cs_pkcs11_R3.cfg"), true,
                 "Path of cs_pkcs11_R3.cfg ([Global] logging, [CryptoServer] Device = TCP:host:3001)")
             .max_sessions(128)
