@@ -7,7 +7,9 @@ use kipuka::cli::{self, Cli, Command, PluginsCommand};
 
 fn main() -> ExitCode {
     let args = Cli::parse();
+    init_logging();
     match args.command {
+        Command::Check { config } => cli::check::check(&config),
         Command::Plugins(PluginsCommand::List { plugin_dirs, json }) => {
             cli::plugins::list(&plugin_dirs, json)
         }
@@ -17,4 +19,15 @@ fn main() -> ExitCode {
             json,
         }) => cli::plugins::inspect(&target, &plugin_dirs, json),
     }
+}
+
+/// Logs to stderr; `KIPUKA_LOG` (an env-filter) sets the level, warn by default
+/// for the tools.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KIPUKA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -12,8 +12,8 @@ use crate::ids::{
     Operations, UserType,
 };
 use crate::types::{
-    EnvVar, IdleSessionPolicy, LibraryPaths, Mechanism, MlDsaSupport, PlatformPath,
-    Pkcs11Version, PluginIdentity, ProviderConfig,
+    EnvVar, IdleSessionPolicy, LibraryPaths, Mechanism, MlDsaSupport, Pkcs11Version, PlatformPath,
+    PluginIdentity, ProviderConfig,
 };
 
 /// RSA modulus sizes every vendor of the matrix supports.
@@ -61,7 +61,10 @@ pub struct MechanismTable {
 fn mechanism(id: MechanismId, operations: Operations) -> Mechanism {
     Mechanism {
         id,
-        name: id.name().map(RString::from).unwrap_or_else(|| format!("{id}").into()),
+        name: id
+            .name()
+            .map(RString::from)
+            .unwrap_or_else(|| format!("{id}").into()),
         operations,
         key_sizes: RVec::new(),
         curves: RVec::new(),
@@ -126,7 +129,11 @@ impl MechanismTable {
 
     /// `CKM_RSA_PKCS_KEY_PAIR_GEN` for these modulus sizes.
     pub fn rsa_key_pair_gen(self, sizes: &[u32]) -> Self {
-        self.sized(MechanismId::RSA_PKCS_KEY_PAIR_GEN, Operations::GENERATE_KEY_PAIR, sizes)
+        self.sized(
+            MechanismId::RSA_PKCS_KEY_PAIR_GEN,
+            Operations::GENERATE_KEY_PAIR,
+            sizes,
+        )
     }
 
     /// `CKM_RSA_PKCS` (sign over a host-built DigestInfo) and
@@ -138,9 +145,10 @@ impl MechanismTable {
             MechanismId::SHA512_RSA_PKCS,
         ]
         .into_iter()
-        .fold(self.sized(MechanismId::RSA_PKCS, SIGN_VERIFY, sizes), |t, id| {
-            t.sized(id, SIGN_VERIFY, sizes)
-        })
+        .fold(
+            self.sized(MechanismId::RSA_PKCS, SIGN_VERIFY, sizes),
+            |t, id| t.sized(id, SIGN_VERIFY, sizes),
+        )
     }
 
     /// `CKM_RSA_PKCS_PSS` with these hashes and `CKM_SHA*_RSA_PKCS_PSS`.
@@ -159,7 +167,11 @@ impl MechanismTable {
 
     /// `CKM_EC_KEY_PAIR_GEN` on these curves.
     pub fn ec_key_pair_gen(self, curves: &[Curve]) -> Self {
-        self.curved(MechanismId::EC_KEY_PAIR_GEN, Operations::GENERATE_KEY_PAIR, curves)
+        self.curved(
+            MechanismId::EC_KEY_PAIR_GEN,
+            Operations::GENERATE_KEY_PAIR,
+            curves,
+        )
     }
 
     /// `CKM_ECDSA` (over a host-computed hash) on these curves.
@@ -207,7 +219,10 @@ impl MechanismTable {
 
     /// `CKM_RSA_PKCS_OAEP` with these hashes (hashAlg = MGF1 hash).
     pub fn rsa_oaep(self, sizes: &[u32], hashes: &[HashAlg]) -> Self {
-        let mut m = mechanism(MechanismId::RSA_PKCS_OAEP, WRAP_UNWRAP.union(ENCRYPT_DECRYPT));
+        let mut m = mechanism(
+            MechanismId::RSA_PKCS_OAEP,
+            WRAP_UNWRAP.union(ENCRYPT_DECRYPT),
+        );
         m.key_sizes = sizes.iter().copied().collect();
         m.hashes = hashes.iter().copied().collect();
         self.with(m)
@@ -267,7 +282,10 @@ impl ProviderConfig {
         ProviderConfigBuilder {
             config: ProviderConfig {
                 manufacturer_ids: RVec::new(),
-                pkcs11_version: Pkcs11Version { major: 2, minor: 40 },
+                pkcs11_version: Pkcs11Version {
+                    major: 2,
+                    minor: 40,
+                },
                 env: RVec::new(),
                 initialize_flags: InitializeFlags::OS_LOCKING_OK,
                 max_sessions: ROption::RNone,
@@ -307,7 +325,13 @@ impl ProviderConfigBuilder {
     }
 
     /// An environment variable the library reads.
-    pub fn env(mut self, name: &str, default: Option<&str>, required: bool, description: &str) -> Self {
+    pub fn env(
+        mut self,
+        name: &str,
+        default: Option<&str>,
+        required: bool,
+        description: &str,
+    ) -> Self {
         self.config.env.push(EnvVar {
             name: name.into(),
             default: default.map(RString::from).into(),

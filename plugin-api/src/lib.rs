@@ -42,9 +42,9 @@
 
 mod builder;
 mod ids;
-mod types;
 #[cfg(feature = "serde")]
 mod serde_impls;
+mod types;
 
 #[doc(hidden)]
 pub use abi_stable;
@@ -66,8 +66,8 @@ pub use ids::{
     Operations, PluginErrorKind, UserType,
 };
 pub use types::{
-    EnvVar, IdleSessionPolicy, LibraryPaths, Mechanism, MlDsaSupport, PlatformPath,
-    Pkcs11Version, PluginError, PluginIdentity, ProviderConfig,
+    EnvVar, IdleSessionPolicy, LibraryPaths, Mechanism, MlDsaSupport, Pkcs11Version, PlatformPath,
+    PluginError, PluginIdentity, ProviderConfig,
 };
 
 /// The ABI version of [`PluginModV1`], pinned: it changes only when the
@@ -232,19 +232,37 @@ mod tests {
     #[test]
     fn unknown_values_print_with_their_number() {
         assert_eq!(MechanismId::ECDSA.to_string(), "CKM_ECDSA");
-        assert_eq!(MechanismId(0x8001_0023).to_string(), "MechanismId(0x80010023)");
+        assert_eq!(
+            MechanismId(0x8001_0023).to_string(),
+            "MechanismId(0x80010023)"
+        );
         assert!(MechanismId(0x8001_0023).is_vendor_defined());
-        assert_eq!(Operations::SIGN.union(Operations(1 << 20)).names(), ["sign", "bit20"]);
+        assert_eq!(
+            Operations::SIGN.union(Operations(1 << 20)).names(),
+            ["sign", "bit20"]
+        );
     }
 
     #[test]
     fn baseline_covers_the_matrix_rows() {
         let table = MechanismTable::matrix_baseline(&[HashAlg::SHA256]).build();
-        let find = |id| table.iter().find(|m| m.id == id).expect("mechanism in baseline");
+        let find = |id| {
+            table
+                .iter()
+                .find(|m| m.id == id)
+                .expect("mechanism in baseline")
+        };
         assert_eq!(find(MechanismId::RSA_PKCS).key_sizes.as_slice(), RSA_SIZES);
         assert_eq!(find(MechanismId::ECDSA).curves.as_slice(), NIST_CURVES);
-        assert_eq!(find(MechanismId::RSA_PKCS_OAEP).hashes.as_slice(), &[HashAlg::SHA256]);
-        assert!(find(MechanismId::AES_KEY_WRAP).operations.contains(Operations::WRAP));
-        assert!(find(MechanismId::ECDH1_DERIVE).operations.contains(Operations::DERIVE));
+        assert_eq!(
+            find(MechanismId::RSA_PKCS_OAEP).hashes.as_slice(),
+            &[HashAlg::SHA256]
+        );
+        assert!(find(MechanismId::AES_KEY_WRAP)
+            .operations
+            .contains(Operations::WRAP));
+        assert!(find(MechanismId::ECDH1_DERIVE)
+            .operations
+            .contains(Operations::DERIVE));
     }
 }

@@ -18,7 +18,14 @@ macro_rules! serialize_as_display {
     )*};
 }
 
-serialize_as_display!(HashAlg, Curve, MlDsaParameterSet, UserType, MlDsaAccess, IdleBehaviour);
+serialize_as_display!(
+    HashAlg,
+    Curve,
+    MlDsaParameterSet,
+    UserType,
+    MlDsaAccess,
+    IdleBehaviour
+);
 
 impl Serialize for MechanismId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

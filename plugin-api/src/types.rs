@@ -53,7 +53,10 @@ impl LibraryPaths {
 
     /// The path for `os` (a `std::env::consts::OS` value).
     pub fn for_os(&self, os: &str) -> Option<&str> {
-        self.paths.iter().find(|p| p.os == os).map(|p| p.path.as_str())
+        self.paths
+            .iter()
+            .find(|p| p.os == os)
+            .map(|p| p.path.as_str())
     }
 }
 

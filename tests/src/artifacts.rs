@@ -107,7 +107,11 @@ pub fn fixture(name: &str) -> PathBuf {
 /// build --release` in its own folder, its own lock file and target.
 pub fn out_of_tree_plugin() -> PathBuf {
     let dir = workspace_root().join("examples").join("out-of-tree-plugin");
-    run_cargo(&["build", "--release", "--quiet"], &dir, "the out-of-tree plugin");
+    run_cargo(
+        &["build", "--release", "--quiet"],
+        &dir,
+        "the out-of-tree plugin",
+    );
     dir.join("target").join("release").join(format!(
         "{}kipuka_plugin_nimbus{}",
         std::env::consts::DLL_PREFIX,

@@ -1,5 +1,6 @@
 //! Test support: artifacts, tokens, independent verifiers.
 
 pub mod artifacts;
+pub mod engine_fixture;
 
 pub mod tokens;

@@ -201,8 +201,14 @@ impl TestToken {
         S: AsRef<OsStr>,
     {
         let mut cmd = self.pkcs11_tool_command();
-        cmd.args(["--token-label", &self.label, "--login", "--pin", &self.user_pin])
-            .args(args);
+        cmd.args([
+            "--token-label",
+            &self.label,
+            "--login",
+            "--pin",
+            &self.user_pin,
+        ])
+        .args(args);
         checked(&mut cmd, "pkcs11-tool (package opensc)")
     }
 

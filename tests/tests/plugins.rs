@@ -30,14 +30,28 @@ fn stderr(o: &Output) -> String {
 }
 
 fn list_json(dir: &Path) -> (Vec<Value>, String) {
-    let out = kipuka(&["plugins", "list", "--plugin-dir", dir.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "plugins list failed: {}", stderr(&out));
-    let plugins: Vec<Value> = serde_json::from_slice(&out.stdout).expect("list --json is a JSON array");
+    let out = kipuka(&[
+        "plugins",
+        "list",
+        "--plugin-dir",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "plugins list failed: {}",
+        stderr(&out)
+    );
+    let plugins: Vec<Value> =
+        serde_json::from_slice(&out.stdout).expect("list --json is a JSON array");
     (plugins, stderr(&out))
 }
 
 fn names(plugins: &[Value]) -> BTreeSet<String> {
-    plugins.iter().map(|p| p["name"].as_str().unwrap().to_string()).collect()
+    plugins
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn by_name<'a>(plugins: &'a [Value], name: &str) -> &'a Value {
@@ -56,7 +70,12 @@ fn strings(v: &Value) -> Vec<String> {
 }
 
 fn env_names(p: &Value) -> Vec<String> {
-    p["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect()
+    p["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn mechanism<'a>(p: &'a Value, name: &str) -> &'a Value {
@@ -87,7 +106,10 @@ fn release_build_lists_exactly_the_five_vendors_with_the_matrix_data() {
     let (plugins, _) = list_json(release_dir());
     assert_eq!(
         names(&plugins),
-        VENDOR_PLUGINS.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()
+        VENDOR_PLUGINS
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>()
     );
 
     for p in &plugins {
@@ -100,15 +122,24 @@ fn release_build_lists_exactly_the_five_vendors_with_the_matrix_data() {
         // The matrix rows every vendor shares.
         let rsa = mechanism(p, "CKM_RSA_PKCS");
         assert_eq!(rsa["key_sizes"], serde_json::json!([2048, 3072, 4096]));
-        assert_eq!(strings(&mechanism(p, "CKM_ECDSA")["curves"]), ["P-256", "P-384", "P-521"]);
+        assert_eq!(
+            strings(&mechanism(p, "CKM_ECDSA")["curves"]),
+            ["P-256", "P-384", "P-521"]
+        );
         assert!(strings(&mechanism(p, "CKM_RSA_PKCS_PSS")["operations"]).contains(&"sign".into()));
         assert!(strings(&mechanism(p, "CKM_AES_KEY_WRAP")["operations"]).contains(&"wrap".into()));
         assert!(strings(&mechanism(p, "CKM_ECDH1_DERIVE")["operations"]).contains(&"derive".into()));
-        assert_eq!(strings(&mechanism(p, "CKM_RSA_PKCS_OAEP")["hashes"]), strings(&p["oaep_hashes"]));
+        assert_eq!(
+            strings(&mechanism(p, "CKM_RSA_PKCS_OAEP")["hashes"]),
+            strings(&p["oaep_hashes"])
+        );
     }
 
     let nshield = by_name(&plugins, "nshield");
-    assert_eq!(nshield["default_library_path"], "/opt/nfast/toolkits/pkcs11/libcknfast.so");
+    assert_eq!(
+        nshield["default_library_path"],
+        "/opt/nfast/toolkits/pkcs11/libcknfast.so"
+    );
     assert_eq!(nshield["max_sessions"], 256);
     assert!(env_names(nshield).starts_with(&["NFAST_HOME".into(), "NFAST_KMDATA".into()]));
     assert_eq!(nshield["ml_dsa"]["native"], "none");
@@ -116,32 +147,58 @@ fn release_build_lists_exactly_the_five_vendors_with_the_matrix_data() {
     assert!(strings(&nshield["oaep_hashes"]).contains(&"SHA-384".into()));
 
     let utimaco = by_name(&plugins, "utimaco");
-    assert_eq!(utimaco["default_library_path"], "/usr/lib/utimaco/libcs_pkcs11_R3.so");
+    assert_eq!(
+        utimaco["default_library_path"],
+        "/usr/lib/utimaco/libcs_pkcs11_R3.so"
+    );
     assert_eq!(utimaco["max_sessions"], 128);
     assert_eq!(env_names(utimaco), ["CS_PKCS11_R3_CFG"]);
-    assert_eq!(strings(&utimaco["oaep_hashes"]), ["SHA-256"], "Utimaco has no OAEP SHA-384");
+    assert_eq!(
+        strings(&utimaco["oaep_hashes"]),
+        ["SHA-256"],
+        "Utimaco has no OAEP SHA-384"
+    );
     assert_eq!(utimaco["ml_dsa"]["native"], "vendor-mechanism");
     assert_eq!(utimaco["ml_dsa"]["firmware_dependent"], true);
 
     let kryoptic = by_name(&plugins, "kryoptic");
-    assert_eq!(kryoptic["default_library_path"], "/usr/lib/kryoptic/libkryoptic_pkcs11.so");
-    assert_eq!(kryoptic["library_paths"]["macos"], "/usr/local/lib/libkryoptic_pkcs11.dylib");
+    assert_eq!(
+        kryoptic["default_library_path"],
+        "/usr/lib/kryoptic/libkryoptic_pkcs11.so"
+    );
+    assert_eq!(
+        kryoptic["library_paths"]["macos"],
+        "/usr/local/lib/libkryoptic_pkcs11.dylib"
+    );
     assert!(kryoptic["max_sessions"].is_null(), "Kryoptic is unlimited");
     assert_eq!(env_names(kryoptic), ["KRYOPTIC_CONF"]);
     assert_eq!(kryoptic["ml_dsa"]["native"], "pkcs11-3.2");
     let ml_dsa = mechanism(kryoptic, "CKM_ML_DSA");
     assert_eq!(ml_dsa["id"], 0x1D);
-    assert_eq!(strings(&ml_dsa["parameter_sets"]), ["ML-DSA-44", "ML-DSA-65", "ML-DSA-87"]);
+    assert_eq!(
+        strings(&ml_dsa["parameter_sets"]),
+        ["ML-DSA-44", "ML-DSA-65", "ML-DSA-87"]
+    );
 
     let luna = by_name(&plugins, "luna");
-    assert_eq!(luna["default_library_path"], "/usr/safenet/lunaclient/lib/libCryptoki2_64.so");
+    assert_eq!(
+        luna["default_library_path"],
+        "/usr/safenet/lunaclient/lib/libCryptoki2_64.so"
+    );
     assert_eq!(luna["max_sessions"], 64);
     assert_eq!(env_names(luna), ["ChrystokiConfigurationPath"]);
-    assert_eq!(luna["idle_sessions"]["behaviour"], "closed-after-configured-timeout");
+    assert_eq!(
+        luna["idle_sessions"]["behaviour"],
+        "closed-after-configured-timeout"
+    );
     assert_eq!(luna["ml_dsa"]["native"], "none");
 
     let csp = by_name(&plugins, "thales-csp");
-    assert!(env_names(csp).iter().all(|n| n.starts_with("ET_")), "{:?}", env_names(csp));
+    assert!(
+        env_names(csp).iter().all(|n| n.starts_with("ET_")),
+        "{:?}",
+        env_names(csp)
+    );
     assert_eq!(csp["ml_dsa"]["native"], "none");
 }
 
@@ -154,9 +211,17 @@ fn an_out_of_tree_plugin_loads_into_the_unchanged_host() {
     let folder = plugin_folder_with_vendors();
     fs::copy(&nimbus, folder.path().join(nimbus.file_name().unwrap())).unwrap();
 
-    assert_eq!(sha256(&host), before, "building a plugin must not rebuild the host");
+    assert_eq!(
+        sha256(&host),
+        before,
+        "building a plugin must not rebuild the host"
+    );
     let (plugins, errors) = list_json(folder.path());
-    assert_eq!(plugins.len(), 6, "five vendors and nimbus; stderr: {errors}");
+    assert_eq!(
+        plugins.len(),
+        6,
+        "five vendors and nimbus; stderr: {errors}"
+    );
     let p = by_name(&plugins, "nimbus");
     assert_eq!(p["default_library_path"], "/usr/lib/softhsm/libsofthsm2.so");
     assert_eq!(p["plugin_version"], "0.3.0");
@@ -165,7 +230,14 @@ fn an_out_of_tree_plugin_loads_into_the_unchanged_host() {
     let by_path = kipuka(&["plugins", "inspect", nimbus.to_str().unwrap()]);
     assert!(by_path.status.success(), "{}", stderr(&by_path));
     assert!(stdout(&by_path).contains("Nimbus Security (fictional)"));
-    let by_name_out = kipuka(&["plugins", "inspect", "nimbus", "--plugin-dir", folder.path().to_str().unwrap(), "--json"]);
+    let by_name_out = kipuka(&[
+        "plugins",
+        "inspect",
+        "nimbus",
+        "--plugin-dir",
+        folder.path().to_str().unwrap(),
+        "--json",
+    ]);
     assert!(by_name_out.status.success(), "{}", stderr(&by_name_out));
     let v: Value = serde_json::from_slice(&by_name_out.stdout).unwrap();
     assert_eq!(v["name"], "nimbus");
@@ -189,7 +261,10 @@ fn bad_plugins_are_refused_with_a_reason_and_the_rest_load() {
     let (plugins, errors) = list_json(folder.path());
     assert_eq!(
         names(&plugins),
-        VENDOR_PLUGINS.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        VENDOR_PLUGINS
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>(),
         "stderr: {errors}"
     );
     let line_for = |path: &Path| -> String {
@@ -202,42 +277,78 @@ fn bad_plugins_are_refused_with_a_reason_and_the_rest_load() {
     let l = line_for(&incompatible);
     assert!(l.contains("ABI 2.0.0") && l.contains("ABI 1.0.0"), "{l}");
     assert!(line_for(&not_plugin).contains("not a kipuka plugin"));
-    assert!(line_for(&panicking).contains("provider_config() failed: panicked: vendor table missing"));
+    assert!(
+        line_for(&panicking).contains("provider_config() failed: panicked: vendor table missing")
+    );
     let l = line_for(&duplicate);
-    assert!(l.contains("duplicate plugin name 'luna'") && l.contains("libkipuka_plugin_luna.so"), "{l}");
+    assert!(
+        l.contains("duplicate plugin name 'luna'") && l.contains("libkipuka_plugin_luna.so"),
+        "{l}"
+    );
     assert!(line_for(&garbage).contains("not a loadable shared library"));
-    assert_eq!(errors.lines().filter(|l| l.starts_with("refused plugin ")).count(), 5, "{errors}");
+    assert_eq!(
+        errors
+            .lines()
+            .filter(|l| l.starts_with("refused plugin "))
+            .count(),
+        5,
+        "{errors}"
+    );
 }
 
 #[test]
 fn inspecting_a_missing_or_foreign_file_fails_naming_it() {
     let missing = kipuka(&["plugins", "inspect", "/nonexistent/libacme.so"]);
     assert!(!missing.status.success());
-    assert!(stderr(&missing).contains("/nonexistent/libacme.so: no such plugin file"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("/nonexistent/libacme.so: no such plugin file"),
+        "{}",
+        stderr(&missing)
+    );
 
     let foreign = fixture("not-a-plugin");
     let out = kipuka(&["plugins", "inspect", foreign.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("not a kipuka plugin"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a kipuka plugin"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn a_folder_without_any_good_plugin_is_an_error() {
     let folder = tempfile::tempdir().unwrap();
     fs::copy(fixture("not-a-plugin"), folder.path().join("libx.so")).unwrap();
-    let out = kipuka(&["plugins", "list", "--plugin-dir", folder.path().to_str().unwrap()]);
+    let out = kipuka(&[
+        "plugins",
+        "list",
+        "--plugin-dir",
+        folder.path().to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("not a kipuka plugin") && err.contains("no kipuka plugins found"), "{err}");
+    assert!(
+        err.contains("not a kipuka plugin") && err.contains("no kipuka plugins found"),
+        "{err}"
+    );
 
     let out = kipuka(&["plugins", "list", "--plugin-dir", "/nonexistent/plugins"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("/nonexistent/plugins: cannot read plugin folder"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/plugins: cannot read plugin folder"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn inspect_prints_every_quirk_of_a_vendor() {
-    let out = kipuka(&["plugins", "inspect", vendor_plugin("luna").to_str().unwrap()]);
+    let out = kipuka(&[
+        "plugins",
+        "inspect",
+        vendor_plugin("luna").to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for expected in [

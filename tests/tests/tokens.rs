@@ -34,18 +34,36 @@ fn keys_on(kind: TokenKind) -> Result<()> {
     ])?;
 
     let listed = stdout(&token.pkcs11_tool(["--list-objects"])?);
+    let objects = objects(&listed);
     for (label, class) in [
         ("ec-key", "Private Key Object; EC"),
         ("ec-key", "Public Key Object; EC"),
         ("rsa-key", "Private Key Object; RSA"),
         ("rsa-key", "Public Key Object; RSA"),
     ] {
-        let found = listed.split("\n\n").any(|object| {
-            object.contains(class) && object.contains(&format!("label:      {label}"))
-        });
+        let found = objects
+            .iter()
+            .any(|(header, attrs)| header.starts_with(class) && attrs.get("label") == Some(&label));
         assert!(found, "{kind}: no `{class}` labelled {label} in:\n{listed}");
     }
     Ok(())
+}
+
+/// Splits `pkcs11-tool --list-objects` output into (header line, attributes): an object is an
+/// unindented line (`Private Key Object; EC`) followed by indented `name: value` lines.
+/// (Kryoptic also lists one `Object N, type 7` per mechanism: CKO_MECHANISM objects.)
+fn objects(listed: &str) -> Vec<(&str, std::collections::HashMap<&str, &str>)> {
+    let mut objects: Vec<(&str, std::collections::HashMap<&str, &str>)> = Vec::new();
+    for line in listed.lines() {
+        if !line.starts_with(char::is_whitespace) {
+            objects.push((line, Default::default()));
+        } else if let (Some((_, attrs)), Some((name, value))) =
+            (objects.last_mut(), line.split_once(':'))
+        {
+            attrs.insert(name.trim(), value.trim());
+        }
+    }
+    objects
 }
 
 #[test]
@@ -63,26 +81,21 @@ fn kryoptic_offers_ml_dsa() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let token = TestToken::create(TokenKind::Kryoptic, tmp.path(), "kipuka-mldsa")?;
     let mechanisms = stdout(&token.pkcs11_tool_anonymous(["--list-mechanisms"])?);
-    // pkcs11-tool 0.23 does not know the PKCS#11 3.2 ML-DSA names and prints the numbers.
-    for (number, name) in [("0x1c", "CKM_ML_DSA_KEY_PAIR_GEN"), ("0x1d", "CKM_ML_DSA")] {
-        assert!(
-            mechanisms.lines().any(|l| is_mechanism(l, number, name)),
-            "Kryoptic does not list {name} ({number}):\n{mechanisms}"
-        );
+    // pkcs11-tool 0.23 does not know the PKCS#11 3.2 ML-DSA mechanisms and prints their
+    // numbers: `  mechtype-0x1D, keySize={1312,2592}, sign, verify`.
+    for (printed, name) in [
+        ("mechtype-0x1C", "CKM_ML_DSA_KEY_PAIR_GEN"),
+        ("mechtype-0x1D", "CKM_ML_DSA"),
+    ] {
+        let listed = mechanisms.lines().any(|line| {
+            let mech = line.trim().split(',').next().unwrap_or("");
+            // A newer pkcs11-tool prints a name instead, e.g. `ML-DSA`.
+            mech.eq_ignore_ascii_case(printed)
+                || mech == name.trim_start_matches("CKM_").replace('_', "-")
+        });
+        assert!(listed, "Kryoptic does not offer {name}:\n{mechanisms}");
     }
     Ok(())
-}
-
-/// A `pkcs11-tool -M` line for the mechanism `number` (e.g. `0x1d`) or `name`.
-fn is_mechanism(line: &str, number: &str, name: &str) -> bool {
-    let mech = line.trim().split([',', ' ']).next().unwrap_or("");
-    mech == name || mech.eq_ignore_ascii_case(&format!("{number}")) || {
-        // Also accept a zero-padded number, e.g. 0x0000001D.
-        let digits = number.trim_start_matches("0x");
-        mech.to_ascii_lowercase()
-            .strip_prefix("0x")
-            .is_some_and(|m| m.trim_start_matches('0') == digits)
-    }
 }
 
 #[test]

@@ -67,12 +67,15 @@ fn find_package(metadata: &str, name: &str) -> Result<(PathBuf, String)> {
     for chunk in metadata.split("\"manifest_path\":\"").skip(1) {
         let Some(end) = chunk.find('"') else { continue };
         let manifest = Path::new(&chunk[..end]);
-        let Some(dir) = manifest.parent() else { continue };
+        let Some(dir) = manifest.parent() else {
+            continue;
+        };
         let Some(dir_name) = dir.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
         if let Some(version) = dir_name.strip_prefix(&format!("{name}-")) {
-            if version.starts_with(|c: char| c.is_ascii_digit()) && manifest.ends_with("Cargo.toml") {
+            if version.starts_with(|c: char| c.is_ascii_digit()) && manifest.ends_with("Cargo.toml")
+            {
                 return Ok((dir.to_path_buf(), version.to_string()));
             }
         }
@@ -95,7 +98,13 @@ pub fn fetch_sources(cache: &Path) -> Result<Sources> {
     // from an earlier run and the sources unpacked it needs no network.
     let metadata = util::output(
         Command::new(util::cargo())
-            .args(["metadata", "--quiet", "--format-version", "1", "--manifest-path"])
+            .args([
+                "metadata",
+                "--quiet",
+                "--format-version",
+                "1",
+                "--manifest-path",
+            ])
             .arg(&manifest),
     )
     .context("fetching the openssl-src and kryoptic crate sources")?;
@@ -125,7 +134,10 @@ pub fn run() -> Result<TestEnv> {
 
     let env = TestEnv {
         vars: vec![
-            ("KIPUKA_TEST_SOFTHSM2_MODULE", PathBuf::from(SOFTHSM2_MODULE)),
+            (
+                "KIPUKA_TEST_SOFTHSM2_MODULE",
+                PathBuf::from(SOFTHSM2_MODULE),
+            ),
             ("KIPUKA_TEST_KRYOPTIC_MODULE", kryoptic),
             ("KIPUKA_TEST_OPENSSL", ossl.bin),
         ],

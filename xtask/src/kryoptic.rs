@@ -32,7 +32,10 @@ pub fn ensure(cache: &Path, sources: &Sources, ossl: &OpenSsl) -> Result<PathBuf
         ossl.version
     );
     if util::stamp_ok(&stamp, &expected) && library.is_file() {
-        eprintln!("==> Kryoptic {KRYOPTIC_VERSION}: cached in {}", dir.display());
+        eprintln!(
+            "==> Kryoptic {KRYOPTIC_VERSION}: cached in {}",
+            dir.display()
+        );
         return Ok(library);
     }
 
@@ -61,7 +64,13 @@ pub fn ensure(cache: &Path, sources: &Sources, ossl: &OpenSsl) -> Result<PathBuf
     util::run_logged(
         Command::new(util::cargo())
             .current_dir(&src)
-            .args(["build", "--release", "--locked", "--lib", "--no-default-features"])
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--lib",
+                "--no-default-features",
+            ])
             .args(["--features", FEATURES])
             .arg("--target-dir")
             .arg(build.join("target"))
@@ -86,8 +95,9 @@ pub fn ensure(cache: &Path, sources: &Sources, ossl: &OpenSsl) -> Result<PathBuf
     Ok(library)
 }
 
-/// After a build: the module loads in pkcs11-tool and offers ML-DSA
-/// (CKM_ML_DSA_KEY_PAIR_GEN = 0x1c, CKM_ML_DSA = 0x1d).
+/// After a build: the module loads in pkcs11-tool and offers ML-DSA. Kryoptic answers
+/// C_GetMechanismList with CKR_TOKEN_NOT_INITIALIZED (0x208) on a fresh slot, so initialise a
+/// throwaway token first. pkcs11-tool 0.23 prints unknown mechanisms as `mechtype-0x1C`.
 fn sanity_check(library: &Path) -> Result<()> {
     let tmp = library.with_file_name("sanity-check");
     util::remove_tree(&tmp)?;
@@ -100,18 +110,38 @@ fn sanity_check(library: &Path) -> Result<()> {
             tmp.join("token.sql").display()
         ),
     )?;
-    let listed = util::output(
-        Command::new("pkcs11-tool")
-            .arg("--module")
-            .arg(library)
-            .arg("--list-mechanisms")
-            .env("KRYOPTIC_CONF", &conf),
-    );
+    let tool = |args: &[&str]| {
+        util::output(
+            Command::new("pkcs11-tool")
+                .arg("--module")
+                .arg(library)
+                .args(args)
+                .env("KRYOPTIC_CONF", &conf),
+        )
+    };
+    let listed = tool(&[
+        "--init-token",
+        "--label",
+        "sanity",
+        "--so-pin",
+        "sanity-so-pin",
+    ])
+    .and_then(|_| tool(&["--list-mechanisms"]));
     util::remove_tree(&tmp)?;
     let listed = listed.context("listing the mechanisms of the new Kryoptic module")?;
-    for mech in ["0x1c", "0x1d"] {
-        if !listed.lines().any(|l| l.to_ascii_lowercase().contains(mech)) {
-            bail!("{} does not list mechanism {mech} (ML-DSA):\n{listed}", library.display());
+    for (number, name) in [
+        ("mechtype-0x1C", "CKM_ML_DSA_KEY_PAIR_GEN"),
+        ("mechtype-0x1D", "CKM_ML_DSA"),
+    ] {
+        if !listed.lines().any(|l| {
+            let mech = l.trim().split(',').next().unwrap_or("");
+            mech.eq_ignore_ascii_case(number)
+                || mech == name.trim_start_matches("CKM_").replace('_', "-")
+        }) {
+            bail!(
+                "{} does not offer {name} ({number}):\n{listed}",
+                library.display()
+            );
         }
     }
     Ok(())

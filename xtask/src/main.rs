@@ -27,7 +27,12 @@ environment:
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["deps"] => deps::run().map(|env| print!("{}", env.to_shell())),
         ["test"] => test::run(),
         ["help" | "-h" | "--help"] => {

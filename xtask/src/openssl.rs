@@ -33,7 +33,10 @@ pub fn ensure(cache: &Path, sources: &Sources) -> Result<OpenSsl> {
         .map(|(_, v)| v.to_string())
         .with_context(|| format!("unexpected openssl-src version {crate_version}"))?;
     if !version.starts_with("3.5.") {
-        bail!("openssl-src {crate_version} is not OpenSSL 3.5 (check {})", cache.join("fetch").display());
+        bail!(
+            "openssl-src {crate_version} is not OpenSSL 3.5 (check {})",
+            cache.join("fetch").display()
+        );
     }
     let prefix = cache.join(format!("openssl-{version}"));
     let ossl = OpenSsl {
@@ -81,7 +84,9 @@ pub fn ensure(cache: &Path, sources: &Sources) -> Result<OpenSsl> {
     )?;
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     util::run_logged(
-        Command::new("make").current_dir(&build).arg(format!("-j{jobs}")),
+        Command::new("make")
+            .current_dir(&build)
+            .arg(format!("-j{jobs}")),
         &log,
     )?;
     util::run_logged(
@@ -90,13 +95,23 @@ pub fn ensure(cache: &Path, sources: &Sources) -> Result<OpenSsl> {
     )?;
 
     std::fs::create_dir_all(&ossl.kryoptic_sources)?;
-    symlink(Path::new("../lib/libcrypto.a"), &ossl.kryoptic_sources.join("libcrypto.a"))?;
-    symlink(Path::new("../include"), &ossl.kryoptic_sources.join("include"))?;
+    symlink(
+        Path::new("../lib/libcrypto.a"),
+        &ossl.kryoptic_sources.join("libcrypto.a"),
+    )?;
+    symlink(
+        Path::new("../include"),
+        &ossl.kryoptic_sources.join("include"),
+    )?;
 
     write_config(&prefix)?;
     let reported = util::output(Command::new(&ossl.bin).arg("version"))?;
     if !reported.starts_with(&format!("OpenSSL {version} ")) {
-        bail!("{} reports `{}`, expected OpenSSL {version}", ossl.bin.display(), reported.trim());
+        bail!(
+            "{} reports `{}`, expected OpenSSL {version}",
+            ossl.bin.display(),
+            reported.trim()
+        );
     }
     std::fs::write(&stamp, expected)?;
     util::remove_tree(&build)?;

@@ -10,15 +10,24 @@ const PACKAGES: &[(&str, &str)] = &[
     ("opensc", "pkcs11-tool"),
     ("curl", "EST client in tests"),
     ("strongswan-pki", "EST client in tests (pki --est)"),
-    ("libstrongswan-extra-plugins", "plugins that pki --est needs"),
+    (
+        "libstrongswan-extra-plugins",
+        "plugins that pki --est needs",
+    ),
     ("sqlite3", "inspecting token databases"),
     ("perl", "OpenSSL's Configure"),
     ("make", "OpenSSL build"),
     ("gcc", "OpenSSL build"),
     ("libc6-dev", "C headers (gcc only recommends them)"),
     ("pkg-config", "Kryoptic build (rusqlite finds libsqlite3)"),
-    ("libsqlite3-dev", "Kryoptic's sqlite token store links the system libsqlite3"),
-    ("libclang-dev", "bindgen (libclang) in Kryoptic's ossl-sys build script"),
+    (
+        "libsqlite3-dev",
+        "Kryoptic's sqlite token store links the system libsqlite3",
+    ),
+    (
+        "libclang-dev",
+        "bindgen (libclang) in Kryoptic's ossl-sys build script",
+    ),
 ];
 
 fn installed(pkg: &str) -> bool {
@@ -38,7 +47,11 @@ fn is_root() -> bool {
 
 /// Installs the missing packages with apt (root only).
 pub fn ensure() -> Result<()> {
-    if Command::new("dpkg-query").arg("--version").output().is_err() {
+    if Command::new("dpkg-query")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         let all: Vec<&str> = PACKAGES.iter().map(|(p, _)| *p).collect();
         bail!(
             "dpkg-query not found: `cargo xtask deps` supports Debian 12 (or a close derivative); \
@@ -62,7 +75,10 @@ pub fn ensure() -> Result<()> {
         );
     }
     for pkg in &missing {
-        let why = PACKAGES.iter().find(|(p, _)| p == pkg).map_or("", |(_, w)| *w);
+        let why = PACKAGES
+            .iter()
+            .find(|(p, _)| p == pkg)
+            .map_or("", |(_, w)| *w);
         eprintln!("==> installing {pkg} with apt ({why})");
     }
     util::run(
@@ -84,7 +100,10 @@ pub fn ensure() -> Result<()> {
     )?;
     let still: Vec<&str> = missing.into_iter().filter(|p| !installed(p)).collect();
     if !still.is_empty() {
-        bail!("apt-get reported success but these are still missing: {}", still.join(" "));
+        bail!(
+            "apt-get reported success but these are still missing: {}",
+            still.join(" ")
+        );
     }
     Ok(())
 }

@@ -10,7 +10,15 @@ const STEPS: &[(&str, &[&str])] = &[
     ("fmt", &["fmt", "--all", "--", "--check"]),
     (
         "clippy",
-        &["clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ],
     ),
     ("build", &["build", "--release", "--workspace"]),
     ("test", &["test", "--release", "--workspace"]),

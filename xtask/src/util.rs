@@ -66,16 +66,23 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Runs `cmd` and returns its stdout; stderr is inherited.
+/// Runs `cmd` and returns its stdout; its stderr is shown only when it fails.
 pub fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd
-        .stderr(Stdio::inherit())
+        .stdin(Stdio::null())
         .output()
         .with_context(|| format!("cannot run `{}`", display(cmd)))?;
     if !out.status.success() {
-        bail!("`{}` failed ({})", display(cmd), out.status);
+        bail!(
+            "`{}` failed ({}):\n{}{}",
+            display(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    String::from_utf8(out.stdout).with_context(|| format!("`{}`: output is not UTF-8", display(cmd)))
+    String::from_utf8(out.stdout)
+        .with_context(|| format!("`{}`: output is not UTF-8", display(cmd)))
 }
 
 /// Runs a long build step with its output appended to `log`, printing a heartbeat every
@@ -102,7 +109,10 @@ pub fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
             break status;
         }
         if started.elapsed() >= next_beat {
-            eprintln!("    ... still running ({})", fmt_duration(started.elapsed()));
+            eprintln!(
+                "    ... still running ({})",
+                fmt_duration(started.elapsed())
+            );
             next_beat += Duration::from_secs(60);
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -115,7 +125,11 @@ pub fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
             eprintln!("{line}");
         }
         eprintln!("----");
-        bail!("`{}` failed ({status}); full log: {}", display(cmd), log.display());
+        bail!(
+            "`{}` failed ({status}); full log: {}",
+            display(cmd),
+            log.display()
+        );
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The command line: `kipuka plugins ...` (and, later, `serve`, `check`).
 
+pub mod check;
 pub mod plugins;
 
 use std::path::PathBuf;
@@ -21,6 +22,13 @@ pub enum Command {
     /// List or inspect HSM vendor plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Load plugins, open the token, log in, find every CA key and match it
+    /// to its certificate; report per CA. Non-zero exit on the first problem.
+    Check {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 /// `kipuka plugins ...`

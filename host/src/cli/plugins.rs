@@ -35,7 +35,10 @@ fn describe_sources(plugin_dirs: &[PathBuf]) -> String {
             .map(|s| s.dir.display().to_string())
             .collect()
     } else {
-        plugin_dirs.iter().map(|d| d.display().to_string()).collect()
+        plugin_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect()
     };
     dirs.join(", ")
 }
@@ -170,7 +173,11 @@ fn list_or_dash<T: ToString>(items: &[T]) -> String {
     if items.is_empty() {
         "-".to_string()
     } else {
-        items.iter().map(T::to_string).collect::<Vec<_>>().join(", ")
+        items
+            .iter()
+            .map(T::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -181,21 +188,42 @@ fn details(p: &VendorProfile) -> String {
     let _ = writeln!(o, "vendor:               {}", p.vendor);
     let _ = writeln!(o, "description:          {}", p.description);
     let _ = writeln!(o, "plugin version:       {}", p.plugin_version);
-    let _ = writeln!(o, "ABI version:          {} (this kipuka: {})", p.abi_version, host_abi_version());
+    let _ = writeln!(
+        o,
+        "ABI version:          {} (this kipuka: {})",
+        p.abi_version,
+        host_abi_version()
+    );
     let _ = writeln!(o, "file:                 {}", p.path.display());
     let _ = writeln!(o, "library paths:");
     for (os, lib) in &p.library_paths {
         let here = if Some(lib) == p.default_library_path.as_ref() {
-            if p.default_library_exists { "  (this platform, present)" } else { "  (this platform, absent)" }
+            if p.default_library_exists {
+                "  (this platform, present)"
+            } else {
+                "  (this platform, absent)"
+            }
         } else {
             ""
         };
         let _ = writeln!(o, "  {os:<8} {lib}{here}");
     }
-    let _ = writeln!(o, "manufacturer IDs:     {}", list_or_dash(&p.manufacturer_ids));
+    let _ = writeln!(
+        o,
+        "manufacturer IDs:     {}",
+        list_or_dash(&p.manufacturer_ids)
+    );
     let _ = writeln!(o, "PKCS#11 version:      {}", p.pkcs11_version);
-    let _ = writeln!(o, "C_Initialize flags:   {}", list_or_dash(&p.initialize_flags.names()));
-    let _ = writeln!(o, "max sessions:         {}", opt(p.max_sessions.map(|n| n.to_string()), "unlimited"));
+    let _ = writeln!(
+        o,
+        "C_Initialize flags:   {}",
+        list_or_dash(&p.initialize_flags.names())
+    );
+    let _ = writeln!(
+        o,
+        "max sessions:         {}",
+        opt(p.max_sessions.map(|n| n.to_string()), "unlimited")
+    );
     let _ = writeln!(
         o,
         "idle sessions:        {}{}",
@@ -214,20 +242,49 @@ fn details(p: &VendorProfile) -> String {
         p.ml_dsa
             .vendor_mechanism
             .map(|m| {
-                let name = p.mechanism(m).map_or_else(|| m.to_string(), |d| d.name.clone());
+                let name = p
+                    .mechanism(m)
+                    .map_or_else(|| m.to_string(), |d| d.name.clone());
                 format!(" ({name}, {:#x})", m.0)
             })
             .unwrap_or_default(),
-        if p.ml_dsa.firmware_dependent { ", firmware-dependent" } else { "" },
-        if p.ml_dsa.software_fallback { "allowed" } else { "not allowed" }
+        if p.ml_dsa.firmware_dependent {
+            ", firmware-dependent"
+        } else {
+            ""
+        },
+        if p.ml_dsa.software_fallback {
+            "allowed"
+        } else {
+            "not allowed"
+        }
     );
-    let _ = writeln!(o, "key label limit:      {}", opt(p.key_label_max_len.map(|n| format!("{n} bytes")), "none documented"));
-    let _ = writeln!(o, "FIPS 140-3 level:     {}", opt(p.fips_140_3_level.map(|n| n.to_string()), "not validated"));
-    let _ = writeln!(o, "network HSM:          {}", if p.network_hsm { "yes" } else { "no" });
+    let _ = writeln!(
+        o,
+        "key label limit:      {}",
+        opt(
+            p.key_label_max_len.map(|n| format!("{n} bytes")),
+            "none documented"
+        )
+    );
+    let _ = writeln!(
+        o,
+        "FIPS 140-3 level:     {}",
+        opt(p.fips_140_3_level.map(|n| n.to_string()), "not validated")
+    );
+    let _ = writeln!(
+        o,
+        "network HSM:          {}",
+        if p.network_hsm { "yes" } else { "no" }
+    );
     let _ = writeln!(
         o,
         "key export:           {}",
-        if p.non_exportable_by_default { "non-exportable by default (CKA_EXTRACTABLE=false)" } else { "configurable" }
+        if p.non_exportable_by_default {
+            "non-exportable by default (CKA_EXTRACTABLE=false)"
+        } else {
+            "configurable"
+        }
     );
     let _ = writeln!(o, "environment:");
     if p.env.is_empty() {

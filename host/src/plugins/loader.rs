@@ -183,7 +183,10 @@ fn classify(path: &Path, error: LibraryError) -> PluginLoadError {
         },
         LibraryError::RootModule { err, .. } => PluginLoadError::InvalidData {
             path,
-            reason: format!("the root module failed to initialise: {}", first_line(&err.to_string())),
+            reason: format!(
+                "the root module failed to initialise: {}",
+                first_line(&err.to_string())
+            ),
         },
         LibraryError::Many(errors) => match errors.into_iter().next() {
             Some(first) => classify(&path, first),
@@ -214,8 +217,7 @@ fn validate(p: &VendorProfile) -> Result<(), PluginLoadError> {
     };
     let name_ok = !p.name.is_empty()
         && p.name.len() <= 32
-        && p
-            .name
+        && p.name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !name_ok {
@@ -230,12 +232,21 @@ fn validate(p: &VendorProfile) -> Result<(), PluginLoadError> {
     if p.max_sessions == Some(0) {
         return Err(invalid("max_sessions is 0; use None for unlimited".into()));
     }
-    if let Some(e) = p.env.iter().find(|e| e.name.is_empty() || e.name.contains('=')) {
-        return Err(invalid(format!("environment variable name {:?} is not valid", e.name)));
+    if let Some(e) = p
+        .env
+        .iter()
+        .find(|e| e.name.is_empty() || e.name.contains('='))
+    {
+        return Err(invalid(format!(
+            "environment variable name {:?} is not valid",
+            e.name
+        )));
     }
     for (os, lib) in &p.library_paths {
         if !Path::new(lib).is_absolute() {
-            return Err(invalid(format!("library path for {os} is not absolute: {lib}")));
+            return Err(invalid(format!(
+                "library path for {os} is not absolute: {lib}"
+            )));
         }
     }
     Ok(())

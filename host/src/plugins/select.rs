@@ -39,7 +39,9 @@ pub enum SelectError {
         loaded: String,
     },
     /// Several plugins claim the same thing.
-    #[error("[hsm] {what} matches several plugins ({candidates}); set [hsm] provider to one of them")]
+    #[error(
+        "[hsm] {what} matches several plugins ({candidates}); set [hsm] provider to one of them"
+    )]
     Ambiguous {
         /// What was matched.
         what: String,
@@ -57,7 +59,9 @@ pub enum SelectError {
         loaded: String,
     },
     /// The library could not be asked for its manufacturer.
-    #[error("[hsm] library {library}: cannot read its manufacturer to choose a provider: {reason}")]
+    #[error(
+        "[hsm] library {library}: cannot read its manufacturer to choose a provider: {reason}"
+    )]
     ManufacturerUnavailable {
         /// The library.
         library: String,
@@ -150,9 +154,21 @@ mod tests {
 
     fn registry() -> PluginRegistry {
         PluginRegistry::from_profiles([
-            profile("nshield", "/opt/nfast/toolkits/pkcs11/libcknfast.so", &["nCipher"]),
-            profile("luna", "/usr/safenet/lunaclient/lib/libCryptoki2_64.so", &["SafeNet", "Thales"]),
-            profile("thales-csp", "/opt/safenet/ptk/libcryptoki.so", &["SafeNet", "Thales"]),
+            profile(
+                "nshield",
+                "/opt/nfast/toolkits/pkcs11/libcknfast.so",
+                &["nCipher"],
+            ),
+            profile(
+                "luna",
+                "/usr/safenet/lunaclient/lib/libCryptoki2_64.so",
+                &["SafeNet", "Thales"],
+            ),
+            profile(
+                "thales-csp",
+                "/opt/safenet/ptk/libcryptoki.so",
+                &["SafeNet", "Thales"],
+            ),
         ])
     }
 
@@ -194,7 +210,10 @@ mod tests {
         let r = registry();
         let lib = Path::new("/somewhere/libCryptoki2.so");
         let e = select_provider(&r, None, Some(lib), |_| Ok("SafeNet, Inc.".into())).unwrap_err();
-        assert!(matches!(e, SelectError::Ambiguous { ref candidates, .. } if candidates == "luna, thales-csp"), "{e}");
+        assert!(
+            matches!(e, SelectError::Ambiguous { ref candidates, .. } if candidates == "luna, thales-csp"),
+            "{e}"
+        );
         let e = select_provider(&r, None, Some(lib), |_| Ok("Acme".into())).unwrap_err();
         assert!(matches!(e, SelectError::UnknownManufacturer { .. }), "{e}");
         let e = select_provider(&r, None, Some(lib), |_| Err("dlopen failed".into())).unwrap_err();
@@ -210,6 +229,9 @@ mod tests {
             profile("luna", "/b.so", &[]),
         ]);
         assert_eq!(r.plugins().len(), 1);
-        assert!(matches!(r.refused()[0], crate::plugins::PluginLoadError::Duplicate { .. }));
+        assert!(matches!(
+            r.refused()[0],
+            crate::plugins::PluginLoadError::Duplicate { .. }
+        ));
     }
 }

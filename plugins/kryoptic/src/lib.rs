@@ -44,11 +44,20 @@ impl VendorPlugin for Kryoptic {
     }
 
     fn supported_mechanisms() -> Vec<Mechanism> {
-        MechanismTable::matrix_baseline(&[HashAlg::SHA1, HashAlg::SHA256, HashAlg::SHA384, HashAlg::SHA512])
-            .ecdsa_hash_and_sign(NIST_CURVES)
-            .aes_content_encryption(AES_SIZES, false)
-            .ml_dsa(MechanismId::ML_DSA, Some(MechanismId::ML_DSA_KEY_PAIR_GEN), ML_DSA_SETS)
-            .build()
+        MechanismTable::matrix_baseline(&[
+            HashAlg::SHA1,
+            HashAlg::SHA256,
+            HashAlg::SHA384,
+            HashAlg::SHA512,
+        ])
+        .ecdsa_hash_and_sign(NIST_CURVES)
+        .aes_content_encryption(AES_SIZES, false)
+        .ml_dsa(
+            MechanismId::ML_DSA,
+            Some(MechanismId::ML_DSA_KEY_PAIR_GEN),
+            ML_DSA_SETS,
+        )
+        .build()
     }
 }
 

@@ -42,10 +42,15 @@ impl VendorPlugin for Luna {
     }
 
     fn supported_mechanisms() -> Vec<Mechanism> {
-        MechanismTable::matrix_baseline(&[HashAlg::SHA1, HashAlg::SHA256, HashAlg::SHA384, HashAlg::SHA512])
-            .ecdsa_hash_and_sign(NIST_CURVES)
-            .aes_content_encryption(AES_SIZES, false)
-            .build()
+        MechanismTable::matrix_baseline(&[
+            HashAlg::SHA1,
+            HashAlg::SHA256,
+            HashAlg::SHA384,
+            HashAlg::SHA512,
+        ])
+        .ecdsa_hash_and_sign(NIST_CURVES)
+        .aes_content_encryption(AES_SIZES, false)
+        .build()
     }
 }
 

@@ -21,7 +21,10 @@ impl VendorPlugin for ThalesCsp {
     }
 
     fn default_library_path() -> LibraryPaths {
-        LibraryPaths::from_pairs(&[("linux", "/opt/safenet/protecttoolkit5/ptk/lib/libcryptoki.so")])
+        LibraryPaths::from_pairs(&[(
+            "linux",
+            "/opt/safenet/protecttoolkit5/ptk/lib/libcryptoki.so",
+        )])
     }
 
     fn provider_config() -> ProviderConfig {

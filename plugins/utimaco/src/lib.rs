@@ -43,7 +43,15 @@ impl VendorPlugin for Utimaco {
         MechanismTable::matrix_baseline(&[HashAlg::SHA256])
             .ecdsa_hash_and_sign(NIST_CURVES)
             .aes_content_encryption(AES_SIZES, false)
-            .ml_dsa(FIRMWARE_ML_DSA, None, &[MlDsaParameterSet::ML_DSA_44, MlDsaParameterSet::ML_DSA_65, MlDsaParameterSet::ML_DSA_87])
+            .ml_dsa(
+                FIRMWARE_ML_DSA,
+                None,
+                &[
+                    MlDsaParameterSet::ML_DSA_44,
+                    MlDsaParameterSet::ML_DSA_65,
+                    MlDsaParameterSet::ML_DSA_87,
+                ],
+            )
             .named(FIRMWARE_ML_DSA, "CKM_IBM_DILITHIUM (firmware-dependent)")
             .build()
     }

@@ -1,0 +1,3 @@
+//! The certificate authority: chains, profiles, issuing.
+
+pub mod chain;

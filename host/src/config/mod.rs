@@ -1,0 +1,513 @@
+//! kipuka's configuration: defaults < TOML file < `KIPUKA_<SECTION>__<KEY>`
+//! environment variables.
+//!
+//! - Defaults are the serde defaults of the types below, so a minimal file
+//!   (such as the HSM compatibility matrix's examples) is a whole configuration.
+//! - Environment variables name nested keys with `__`:
+//!   `KIPUKA_SERVER__LISTEN=0.0.0.0:9443`, `KIPUKA_HSM__TOKEN_LABEL=x`,
+//!   `KIPUKA_DB__MAX_CONNECTIONS=4`, `KIPUKA_HSM__ENV__NFAST_HOME=/opt/nfast`.
+//!   Variables without `__` after the prefix (`KIPUKA_HSM_PIN`, the matrix's
+//!   PIN variable) are not configuration and are ignored. Values are strings;
+//!   arrays and tables may be written in TOML syntax (`["1.3"]`). `[[ca]]`
+//!   entries cannot be set from the environment.
+//! - Unknown keys are errors naming the key and the file or variable: a
+//!   misspelt `tokn_label` silently ignored would log in to the wrong token.
+//!
+//! Paths are not checked for existence here; `kipuka check` does that.
+
+mod env;
+mod error;
+mod keyspec;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use kipuka_plugin_api::UserType;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+pub use error::{ConfigError, Origin};
+pub use keyspec::{KeySpec, KeySpecError};
+pub use validate::{EXTENDED_KEY_USAGES, KEY_USAGES};
+
+use env::EnvSource;
+
+/// The whole configuration.
+///
+/// Not `Serialize`: it holds the HSM PIN (when given literally), password
+/// hashes and possibly database credentials.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: listening socket, TLS, HTTP limits.
+    pub server: ServerConfig,
+    /// `[plugins]`: where the vendor plugins (`.so`) are found.
+    pub plugins: PluginsConfig,
+    /// `[hsm]`: the PKCS#11 library, token and login.
+    pub hsm: HsmConfig,
+    /// `[[ca]]`: the CAs this server issues from, one table each.
+    pub ca: Vec<CaConfig>,
+    /// `[db]`: the store of issued certificates and audit events.
+    pub db: DbConfig,
+    /// `[auth]`: HTTP Basic users (clients may also authenticate with a certificate).
+    pub auth: AuthConfig,
+    /// `[log]`: log format and level.
+    pub log: LogConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on. Default `127.0.0.1:8443`.
+    pub listen: SocketAddr,
+    /// Server certificate chain (PEM). Must be set together with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM). Must be set together with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) trusted for TLS client authentication. Empty: no
+    /// client certificates are requested (HTTP Basic only).
+    pub client_ca: Vec<PathBuf>,
+    /// TLS protocol versions offered: `"1.2"`, `"1.3"`. Default both.
+    pub tls_versions: Vec<TlsVersion>,
+    /// Largest request body accepted, in bytes. Default 65536 (64 KiB): ample
+    /// for a CSR, small enough to refuse floods early.
+    pub max_body_bytes: usize,
+    /// The HTTP Basic realm (`WWW-Authenticate: Basic realm="..."`). Default `kipuka`.
+    pub realm: String,
+    /// Seconds a request may take, HSM signing included. Default 30.
+    pub request_timeout_secs: u64,
+    /// Seconds to let in-flight requests finish on shutdown. Default 30.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8443)),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: Vec::new(),
+            tls_versions: vec![TlsVersion::Tls12, TlsVersion::Tls13],
+            max_body_bytes: 64 * 1024,
+            realm: "kipuka".to_string(),
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum TlsVersion {
+    /// TLS 1.2, written `"1.2"`.
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3, written `"1.3"`.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// `[plugins]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Folders scanned for vendor plugins. Empty: the built-in default folders.
+    pub dirs: Vec<PathBuf>,
+    /// Individual plugin files loaded in addition to those found in `dirs`.
+    pub files: Vec<PathBuf>,
+}
+
+/// `[hsm]`: how to reach the token holding the CA keys.
+///
+/// Not `Serialize`: `pin` is a secret. Its `Debug` is redacted by `secrecy`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HsmConfig {
+    /// Vendor plugin to use (`nshield`, `utimaco`, `kryoptic`, `luna`,
+    /// `thales-csp`, ...). Unset: chosen from the library and token.
+    pub provider: Option<String>,
+    /// The vendor's PKCS#11 library. Unset: the plugin's default path.
+    pub library: Option<PathBuf>,
+    /// Label of the token to log in to (`CKA_LABEL` of the token). Use this or `slot`.
+    pub token_label: Option<String>,
+    /// Slot id of the token. Use this or `token_label`.
+    pub slot: Option<u64>,
+    /// Name of the environment variable holding the user PIN, conventionally
+    /// `KIPUKA_HSM_PIN`. At most one of `pin_env`, `pin_file`, `pin`.
+    pub pin_env: Option<String>,
+    /// File holding the user PIN (one trailing newline is ignored).
+    pub pin_file: Option<PathBuf>,
+    /// The PIN itself. For development only: it ends up in files and backups.
+    pub pin: Option<SecretString>,
+    /// `C_Login` user type: `"user"` (CKU_USER), `"crypto-user"` (Luna's
+    /// CKU_CRYPTO_USER, 0x80000001), a `CKU_*` name or a number such as
+    /// `"0x80000001"`. Unset: the plugin's default. Never the SO.
+    pub user_type: Option<String>,
+    /// Extra environment variables for the vendor library, set before it is
+    /// loaded (e.g. `NFAST_HOME`, `CS_PKCS11_R3_CFG`, `ChrystokiConfigurationPath`).
+    pub env: BTreeMap<String, String>,
+    /// PKCS#11 sessions kept open. Unset: `db.max_connections`, as the HSM
+    /// compatibility matrix documents. Keep it under the HSM's session limit.
+    pub pool_size: Option<u32>,
+    /// Milliseconds to wait for a free session before failing a request. Default 2000.
+    pub acquire_timeout_ms: u64,
+    /// Seconds between health checks of the token. Default 10. Keep it below
+    /// the HSM's idle-session timeout (Luna) to avoid session churn.
+    pub health_check_interval_secs: u64,
+    /// Consecutive session errors after which the CA is reported degraded. Default 3.
+    pub degraded_after_errors: u32,
+    /// Consecutive session errors after which the CA is unavailable. Default 10.
+    pub unavailable_after_errors: u32,
+}
+
+impl Default for HsmConfig {
+    fn default() -> Self {
+        HsmConfig {
+            provider: None,
+            library: None,
+            token_label: None,
+            slot: None,
+            pin_env: None,
+            pin_file: None,
+            pin: None,
+            user_type: None,
+            env: BTreeMap::new(),
+            pool_size: None,
+            acquire_timeout_ms: 2000,
+            health_check_interval_secs: 10,
+            degraded_after_errors: 3,
+            unavailable_after_errors: 10,
+        }
+    }
+}
+
+impl HsmConfig {
+    /// `user_type` as a PKCS#11 user type; `Ok(None)` when unset (use the
+    /// plugin's default). `validate` has already rejected bad values.
+    pub fn login_user_type(&self) -> Result<Option<UserType>, ConfigError> {
+        self.user_type
+            .as_deref()
+            .map(validate::parse_user_type)
+            .transpose()
+    }
+}
+
+/// `[[ca]]`: one CA, its certificate and where its key is.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    /// Stable identifier, used in the store, logs and `auth.users.cas`.
+    /// `[A-Za-z0-9_-]{1,64}`.
+    pub id: String,
+    /// Human-readable name, for logs and `kipuka check`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The RFC 7030 CA label: the path segment in `/.well-known/est/<label>/...`.
+    /// `[A-Za-z0-9_-]{1,64}`. Default: the id (see [`CaConfig::label`]).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Serve this CA on the unlabelled path `/.well-known/est/...`. At most
+    /// one CA may set it; a lone CA is the default anyway.
+    #[serde(default)]
+    pub default: bool,
+    /// The CA certificate (PEM); it may be followed by the rest of the chain.
+    pub cert: PathBuf,
+    /// Further chain certificates (PEM), in order towards the root.
+    #[serde(default)]
+    pub chain: Vec<PathBuf>,
+    /// The CA private key as an RFC 7512 `pkcs11:` URI, e.g.
+    /// `pkcs11:token=kipuka-ca;object=ca-signing-key`. Leave it out only
+    /// when `software_key` is used instead.
+    #[serde(default)]
+    pub key: String,
+    /// Slot of the token holding this CA's key, when it differs from `hsm.slot`.
+    #[serde(default)]
+    pub hsm_slot: Option<u64>,
+    /// RSA signature scheme: `"pkcs1"` (default, PKCS#1 v1.5) or `"pss"`. Ignored for EC and ML-DSA keys.
+    #[serde(default)]
+    pub rsa_scheme: RsaScheme,
+    /// Hash for RSA and ECDSA signatures (the matrix's `RsaHashAlgorithm`):
+    /// `"sha256"` (default), `"sha384"`, `"sha512"`.
+    #[serde(default)]
+    pub hash: HashChoice,
+    /// ML-DSA key held in software (`SoftwarePqcFallback`), for tokens without
+    /// ML-DSA: an encrypted PKCS#8 file. Use this or `key`, not both.
+    #[serde(default)]
+    pub software_key: Option<PathBuf>,
+    /// Environment variable holding the passphrase of `software_key`.
+    #[serde(default)]
+    pub software_key_passphrase_env: Option<String>,
+    /// What certificates this CA issues.
+    #[serde(default)]
+    pub profile: ProfileConfig,
+}
+
+impl CaConfig {
+    /// The RFC 7030 label: `label`, or the id when no label is set.
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// RSA signature scheme.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RsaScheme {
+    /// RSASSA-PKCS1-v1_5 (`CKM_RSA_PKCS`), the most widely verified.
+    #[default]
+    Pkcs1,
+    /// RSASSA-PSS (`CKM_RSA_PKCS_PSS`), salt length = hash length.
+    Pss,
+}
+
+/// Signature hash (the matrix's `RsaHashAlgorithm`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashChoice {
+    /// SHA-256.
+    #[default]
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+/// `[ca.profile]`: the certificates a CA issues.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Validity of issued certificates, in days. Default 365.
+    pub validity_days: u32,
+    /// keyUsage bits: `digitalSignature`, `nonRepudiation` (or
+    /// `contentCommitment`), `keyEncipherment`, `dataEncipherment`,
+    /// `keyAgreement`, `keyCertSign`, `cRLSign`. Default digitalSignature, keyEncipherment.
+    pub key_usage: Vec<String>,
+    /// extendedKeyUsage: `serverAuth`, `clientAuth`, `codeSigning`,
+    /// `emailProtection`, `timeStamping`, `OCSPSigning` or a dotted OID. Default clientAuth.
+    pub extended_key_usage: Vec<String>,
+    /// Subject key types accepted in CSRs: `rsa:<2048..8192, multiple of 1024>`,
+    /// `ec:P-256|P-384|P-521`, `ml-dsa-44|65|87`. Default: all of the usual ones.
+    pub allowed_keys: Vec<String>,
+    /// Subject alternative names: `"copy-from-csr"` (default) or `"none"`.
+    pub san_policy: SanPolicy,
+    /// Require the CSR to carry the TLS exporter value (channel binding,
+    /// RFC 7030 §3.5), proving it was made for this TLS session.
+    pub require_tls_exporter: bool,
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        ProfileConfig {
+            validity_days: 365,
+            key_usage: strings(&["digitalSignature", "keyEncipherment"]),
+            extended_key_usage: strings(&["clientAuth"]),
+            allowed_keys: strings(&[
+                "rsa:2048",
+                "rsa:3072",
+                "rsa:4096",
+                "ec:P-256",
+                "ec:P-384",
+                "ec:P-521",
+                "ml-dsa-44",
+                "ml-dsa-65",
+                "ml-dsa-87",
+            ]),
+            san_policy: SanPolicy::CopyFromCsr,
+            require_tls_exporter: false,
+        }
+    }
+}
+
+impl ProfileConfig {
+    /// `allowed_keys` parsed. `validate` has already rejected bad entries.
+    pub fn allowed_key_specs(&self) -> Result<Vec<KeySpec>, KeySpecError> {
+        self.allowed_keys.iter().map(|k| k.parse()).collect()
+    }
+}
+
+/// Where subject alternative names come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SanPolicy {
+    /// Copy the CSR's subjectAltName extension.
+    #[default]
+    CopyFromCsr,
+    /// Issue without subjectAltName.
+    None,
+}
+
+/// `[db]`
+///
+/// Not `Serialize`: `url` may carry a database password.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbConfig {
+    /// Database URL. Default `sqlite://kipuka.db` (relative to the working directory).
+    pub url: String,
+    /// Database connections; also the HSM session pool size unless
+    /// `hsm.pool_size` is set. Default 16.
+    pub max_connections: u32,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig {
+            url: "sqlite://kipuka.db".to_string(),
+            max_connections: 16,
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HTTP Basic users, as `[[auth.users]]` tables.
+    pub users: Vec<BasicUser>,
+}
+
+/// `[[auth.users]]`: one HTTP Basic user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicUser {
+    /// User name (no `:`, which Basic authentication cannot carry).
+    pub name: String,
+    /// Argon2 password hash as a PHC string (`$argon2id$v=19$...`).
+    pub password_hash: String,
+    /// Ids of the CAs this user may enroll with. Empty: all.
+    #[serde(default)]
+    pub cas: Vec<String>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `"human"` (default) or `"json"`.
+    pub format: LogFormat,
+    /// Level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or a
+    /// `tracing` filter such as `info,kipuka::hsm=debug`. Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Config {
+    /// Loads defaults < the TOML file at `path` (if any) < `KIPUKA_*__*`
+    /// environment variables, then [`validate`](Self::validate)s.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = Self::load_unvalidated(path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Like [`load`](Self::load) but validated with
+    /// [`validate_for_plugins_only`](Self::validate_for_plugins_only), for
+    /// commands (`kipuka plugins ...`) that need no CA.
+    pub fn load_for_plugins_only(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = Self::load_unvalidated(path)?;
+        config.validate_for_plugins_only()?;
+        Ok(config)
+    }
+
+    /// Parses TOML without the environment and without validating, so tests
+    /// can build partial configurations; call [`validate`](Self::validate) to
+    /// apply the cross-field rules.
+    pub fn from_toml_str(toml: &str) -> Result<Config, ConfigError> {
+        parse_toml(toml, Origin::Inline).map(|(_, config)| config)
+    }
+
+    /// The CA served at `/.well-known/est/<label>/...`.
+    pub fn ca_by_label(&self, label: &str) -> Option<&CaConfig> {
+        self.ca.iter().find(|ca| ca.label() == label)
+    }
+
+    /// The CA served at the unlabelled `/.well-known/est/...`: the one with
+    /// `default = true`, else the only CA. With several CAs and none marked
+    /// default, the unlabelled path has no CA (allowed: clients must use labels).
+    pub fn default_ca(&self) -> Option<&CaConfig> {
+        match self.ca.iter().find(|ca| ca.default) {
+            Some(ca) => Some(ca),
+            None if self.ca.len() == 1 => self.ca.first(),
+            None => None,
+        }
+    }
+
+    /// PKCS#11 sessions to keep open: `hsm.pool_size`, else `db.max_connections`.
+    pub fn hsm_pool_size(&self) -> u32 {
+        self.hsm.pool_size.unwrap_or(self.db.max_connections)
+    }
+
+    fn load_unvalidated(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            figment = parse_toml(&text, Origin::File(path.to_owned()))?.0;
+        }
+        // Each source is extracted alone first: merged, figment would blame
+        // an unknown key in `[hsm]` on whichever source created the table.
+        let env = EnvSource::from_process()?;
+        let env_figment = env.figment();
+        extract(&env_figment, true, |key| env.origin_of(key))?;
+        // Both sources are well-formed, so this only merges them.
+        extract(&figment.merge(env_figment), true, |key| env.origin_of(key))
+    }
+}
+
+/// The TOML source as a figment, after checking it alone: syntax, unknown
+/// keys and types are reported against `origin`.
+fn parse_toml(text: &str, origin: Origin) -> Result<(Figment, Config), ConfigError> {
+    // Parsed once more by figment below; this one gives the line and column.
+    if let Err(e) = text.parse::<toml::Table>() {
+        return Err(error::from_toml(&e, text, origin));
+    }
+    let figment = Figment::from(Toml::string(text));
+    let config = extract(&figment, false, |_| origin.clone())?;
+    Ok((figment, config))
+}
+
+/// Extracts a [`Config`]. `lossy` lets strings stand for numbers and booleans
+/// (environment values are strings); files must use the proper TOML types.
+fn extract(
+    figment: &Figment,
+    lossy: bool,
+    origin_of: impl Fn(&str) -> Origin,
+) -> Result<Config, ConfigError> {
+    let result = if lossy {
+        figment.extract_lossy()
+    } else {
+        figment.extract()
+    };
+    result.map_err(|e| error::from_figment(e, origin_of))
+}
