@@ -166,22 +166,8 @@ fn write_spki(dir: &Path, label: &str, spki: &[u8]) {
 /// - on Kryoptic, ML-DSA key pairs (pkcs11-tool 0.23 cannot make them), as
 ///   SPKI from `CKA_VALUE`.
 fn token_api_keys(token: &TestToken, dir: &Path, ml_dsa: bool) {
-    use cryptoki::{
-        context::{CInitializeArgs, CInitializeFlags, Pkcs11},
-        mechanism::Mechanism,
-        object::{Attribute, AttributeType, MlDsaParameterSetType, ParameterSetType},
-        session::UserType as U,
-    };
-    let p11 = Pkcs11::new(&token.module).unwrap();
-    let _ = p11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = p11
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| p11.get_token_info(*s).unwrap().label().trim() == token.label)
-        .expect("Kryoptic slot");
-    let session = p11.open_rw_session(slot).unwrap();
-    let _ = session.login(U::User, Some(&SecretString::from(token.user_pin.clone())));
+    use cryptoki::object::{Attribute, AttributeType};
+    let (_p11, session) = token_session(token);
     let ec_public_key_oid = [0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
     let curve_oids: [&[u8]; 3] = [
         &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
@@ -225,58 +211,88 @@ fn token_api_keys(token: &TestToken, dir: &Path, ml_dsa: bool) {
     }
     for (suffix, set) in ML_DSA {
         let label = format!("mldsa-{suffix}");
-        let (public, _) = session
-            .generate_key_pair(
-                &Mechanism::MlDsaKeyPairGen,
-                &[
-                    Attribute::Token(true),
-                    Attribute::Label(label.clone().into_bytes()),
-                    Attribute::ParameterSet(ParameterSetType::from(match set {
-                        1 => MlDsaParameterSetType::ML_DSA_44,
-                        2 => MlDsaParameterSetType::ML_DSA_65,
-                        _ => MlDsaParameterSetType::ML_DSA_87,
-                    })),
-                    Attribute::Verify(true),
-                ],
-                &[
-                    Attribute::Token(true),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(false),
-                    Attribute::Label(label.clone().into_bytes()),
-                    Attribute::Sign(true),
-                ],
-            )
-            .unwrap_or_else(|e| panic!("ML-DSA keygen on Kryoptic: {e}"));
-        let value = session
-            .get_attributes(public, &[AttributeType::Value])
-            .unwrap()
-            .into_iter()
-            .find_map(|a| match a {
-                Attribute::Value(v) => Some(v),
-                _ => None,
-            })
-            .expect("ML-DSA public value");
-        // SPKI = SEQUENCE { SEQUENCE { OID 2.16.840.1.101.3.4.3.(16+set) }, BIT STRING }
-        let oid = [
-            0x06,
-            0x09,
-            0x60,
-            0x86,
-            0x48,
-            0x01,
-            0x65,
-            0x03,
-            0x04,
-            0x03,
-            0x10 + set as u8,
-        ];
-        let mut alg = vec![0x30, oid.len() as u8];
-        alg.extend_from_slice(&oid);
-        let mut bits = vec![0x00];
-        bits.extend_from_slice(&value);
-        write_spki(dir, &label, &der_seq(&[alg, der_tlv(0x03, &bits)]));
+        let spki = generate_ml_dsa(&session, &label, set);
+        write_spki(dir, &label, &spki);
     }
+}
+
+/// Generates an ML-DSA key pair (`set` = CKP value 1/2/3) labelled `label`
+/// on the token of `session` (logged in, R/W) and returns its public key as
+/// DER SubjectPublicKeyInfo built from `CKA_VALUE` by this file.
+pub fn generate_ml_dsa(session: &cryptoki::session::Session, label: &str, set: u64) -> Vec<u8> {
+    use cryptoki::{
+        mechanism::Mechanism,
+        object::{Attribute, AttributeType, MlDsaParameterSetType, ParameterSetType},
+    };
+    let (public, _) = session
+        .generate_key_pair(
+            &Mechanism::MlDsaKeyPairGen,
+            &[
+                Attribute::Token(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::ParameterSet(ParameterSetType::from(match set {
+                    1 => MlDsaParameterSetType::ML_DSA_44,
+                    2 => MlDsaParameterSetType::ML_DSA_65,
+                    _ => MlDsaParameterSetType::ML_DSA_87,
+                })),
+                Attribute::Verify(true),
+            ],
+            &[
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Sign(true),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("ML-DSA keygen: {e}"));
+    let value = session
+        .get_attributes(public, &[AttributeType::Value])
+        .unwrap()
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::Value(v) => Some(v),
+            _ => None,
+        })
+        .expect("ML-DSA public value");
+    // SPKI = SEQUENCE { SEQUENCE { OID 2.16.840.1.101.3.4.3.(16+set) }, BIT STRING }
+    let oid = [
+        0x06,
+        0x09,
+        0x60,
+        0x86,
+        0x48,
+        0x01,
+        0x65,
+        0x03,
+        0x04,
+        0x03,
+        0x10 + set as u8,
+    ];
+    let alg = der_seq(&[oid.to_vec()]);
+    let mut bits = vec![0x00];
+    bits.extend_from_slice(&value);
+    der_seq(&[alg, der_tlv(0x03, &bits)])
+}
+
+/// A logged-in R/W session on `token` through the token's own API.
+pub fn token_session(token: &TestToken) -> (cryptoki::context::Pkcs11, cryptoki::session::Session) {
+    use cryptoki::{
+        context::{CInitializeArgs, CInitializeFlags, Pkcs11},
+        session::UserType as U,
+    };
+    let p11 = Pkcs11::new(&token.module).unwrap();
+    let _ = p11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = p11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| p11.get_token_info(*s).unwrap().label().trim() == token.label)
+        .expect("token slot");
+    let session = p11.open_rw_session(slot).unwrap();
+    let _ = session.login(U::User, Some(&SecretString::from(token.user_pin.clone())));
+    (p11, session)
 }
 
 fn der_len(n: usize) -> Vec<u8> {
