@@ -3,8 +3,12 @@
 //! The binary is `kipuka`; this library holds its layers so that the
 //! integration tests and benchmarks can drive them directly.
 
+pub mod audit;
 pub mod ca;
 pub mod cli;
 pub mod config;
+pub mod est;
 pub mod hsm;
 pub mod plugins;
+pub mod store;
+pub mod tls;

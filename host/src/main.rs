@@ -7,9 +7,23 @@ use kipuka::cli::{self, Cli, Command, PluginsCommand};
 
 fn main() -> ExitCode {
     let args = Cli::parse();
+    if let Command::Serve { config } = &args.command {
+        // serve sets up logging from its configuration.
+        return cli::serve::serve_command(config);
+    }
     init_logging();
     match args.command {
+        Command::Serve { .. } => unreachable!("handled above"),
         Command::Check { config } => cli::check::check(&config),
+        Command::HashPassword => cli::hash_password(),
+        Command::Ca(cli::CaCommand::Init {
+            config,
+            ca,
+            subject,
+            days,
+            out,
+            force,
+        }) => cli::ca::init(&config, &ca, &subject, days, out.as_deref(), force),
         Command::Plugins(PluginsCommand::List { plugin_dirs, json }) => {
             cli::plugins::list(&plugin_dirs, json)
         }
@@ -25,7 +39,9 @@ fn main() -> ExitCode {
 /// for the tools.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KIPUKA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+        // cryptoki logs every vendor mechanism it has no name for as an error.
+        .add_directive("cryptoki::mechanism=off".parse().expect("static directive"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,3 +1,8 @@
 //! The certificate authority: chains, profiles, issuing.
 
+pub mod algorithms;
 pub mod chain;
+pub mod csr;
+pub mod extensions;
+pub mod issue;
+pub mod selfsign;

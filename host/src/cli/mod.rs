@@ -1,7 +1,9 @@
 //! The command line: `kipuka plugins ...` (and, later, `serve`, `check`).
 
+pub mod ca;
 pub mod check;
 pub mod plugins;
+pub mod serve;
 
 use std::path::PathBuf;
 
@@ -22,6 +24,18 @@ pub enum Command {
     /// List or inspect HSM vendor plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Certificate-authority tasks.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Read a password on standard input and print its argon2id PHC hash,
+    /// for `[[auth.users]] password_hash`.
+    HashPassword,
+    /// Run the EST server until SIGTERM/SIGINT.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Load plugins, open the token, log in, find every CA key and match it
     /// to its certificate; report per CA. Non-zero exit on the first problem.
     Check {
@@ -54,4 +68,57 @@ pub enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `kipuka ca ...`
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Make a self-signed CA certificate for a configured CA's key.
+    Init {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The `[[ca]] id`.
+        #[arg(long)]
+        ca: String,
+        /// Subject, RFC 4514 (`CN=Example EC CA,O=Example`).
+        #[arg(long)]
+        subject: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+        /// Where to write the PEM (default: the CA's `cert`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `kipuka hash-password`: one line of standard input (without its line
+/// ending) → an argon2id PHC string with a random salt.
+pub fn hash_password() -> std::process::ExitCode {
+    use argon2::{
+        password_hash::{rand_core::OsRng, PasswordHasher, SaltString},
+        Argon2,
+    };
+    let mut line = zeroize::Zeroizing::new(String::new());
+    if std::io::stdin().read_line(&mut line).is_err()
+        || line.trim_end_matches(['\r', '\n']).is_empty()
+    {
+        eprintln!("kipuka hash-password: give the password on standard input");
+        return std::process::ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    match Argon2::default().hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng)) {
+        Ok(hash) => {
+            println!("{hash}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kipuka hash-password: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -357,6 +357,12 @@ pub struct DbConfig {
     /// Database connections; also the HSM session pool size unless
     /// `hsm.pool_size` is set. Default 16.
     pub max_connections: u32,
+    /// SQLite `PRAGMA synchronous` for the write connection (WAL mode):
+    /// `"full"` (default) fsyncs every commit, so an acknowledged certificate
+    /// survives a power loss or OS crash; `"normal"` fsyncs only at
+    /// checkpoints: faster, still safe against a killed or crashed kipuka
+    /// process, but the last commits may be lost on power loss.
+    pub synchronous: crate::store::Synchronous,
 }
 
 impl Default for DbConfig {
@@ -364,6 +370,7 @@ impl Default for DbConfig {
         DbConfig {
             url: "sqlite://kipuka.db".to_string(),
             max_connections: 16,
+            synchronous: crate::store::Synchronous::Full,
         }
     }
 }

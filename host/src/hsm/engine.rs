@@ -62,6 +62,22 @@ pub struct HsmEngine {
     health_interval: Duration,
 }
 
+/// A CA's key, opened, before any certificate is checked.
+pub struct OpenedKey {
+    /// The signing key.
+    pub signer: CaSigner,
+    /// Algorithm and size.
+    pub algorithm: KeyAlgorithm,
+    /// The scheme it signs with.
+    pub scheme: SignatureScheme,
+    /// The mechanism, or "software ML-DSA".
+    pub mechanism: String,
+    /// Its public key, DER SubjectPublicKeyInfo.
+    pub spki: Vec<u8>,
+    /// Warnings for the operator.
+    pub warnings: Vec<String>,
+}
+
 /// One CA's key, opened and checked against its certificate.
 pub struct CaKey {
     /// The CA id.
@@ -227,9 +243,31 @@ impl HsmEngine {
     pub fn open_ca(&self, ca: &CaConfig) -> Result<CaKey, StartError> {
         let chain = load_chain(&ca.cert, &ca.chain)?;
         let cert_spki = spki_der(&chain[0]);
+        let key = self.open_key(ca)?;
+        if key.spki != cert_spki {
+            return Err(ca_error(
+                ca,
+                format!("the certificate {} does not match the key: its public key differs from the key's", ca.cert.display()),
+            ));
+        }
+        Ok(CaKey {
+            ca_id: ca.id.clone(),
+            custody: key.signer.custody(),
+            signer: key.signer,
+            algorithm: key.algorithm,
+            scheme: key.scheme,
+            mechanism: key.mechanism,
+            warnings: key.warnings,
+            chain,
+        })
+    }
+
+    /// Opens the key of `ca` without its certificate (for `kipuka ca init`,
+    /// which makes the certificate). Blocking.
+    pub fn open_key(&self, ca: &CaConfig) -> Result<OpenedKey, StartError> {
         let profile = self.pool.context().profile();
         let mut warnings = Vec::new();
-        let (signer, algorithm, scheme, mechanism, key_spki) = match (
+        let (signer, algorithm, scheme, mechanism, spki) = match (
             &ca.software_key,
             ca.key.is_empty(),
         ) {
@@ -309,21 +347,13 @@ impl HsmEngine {
                 ))
             }
         };
-        if key_spki != cert_spki {
-            return Err(ca_error(
-                ca,
-                format!("the certificate {} does not match the key: its public key differs from the key's", ca.cert.display()),
-            ));
-        }
-        Ok(CaKey {
-            ca_id: ca.id.clone(),
-            custody: signer.custody(),
+        Ok(OpenedKey {
             signer,
             algorithm,
             scheme,
             mechanism,
+            spki,
             warnings,
-            chain,
         })
     }
 

@@ -1,0 +1,186 @@
+//! `kipuka serve --config FILE`: the EST server.
+
+use std::{path::Path, process::ExitCode, sync::Arc, time::Duration};
+
+use der::Encode;
+
+use crate::{
+    audit::{AuditEvent, Auditor},
+    ca::issue::Issuer,
+    config::{Config, LogFormat},
+    est::{
+        auth::Authenticator,
+        routes::routes,
+        server::{serve, HttpLimits},
+        service::{CaEndpoint, EstService},
+    },
+    hsm::{
+        engine::{load_plugins, HsmEngine},
+        KeyCustody,
+    },
+    store::open_store,
+    tls::server_config,
+};
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KIPUKA_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // cryptoki logs every vendor mechanism it has no name for as an error.
+        .add_directive("cryptoki::mechanism=off".parse().expect("static directive"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn serve_command(config_path: &Path) -> ExitCode {
+    let config = match Config::load(Some(config_path)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kipuka serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("kipuka serve: {e}");
+            eprintln!("kipuka serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let store = open_store(&config.db).map_err(|e| format!("store {}: {e}", config.db.url))?;
+    let auditor = Auditor::new(store.clone());
+
+    let registry = load_plugins(&config);
+    for p in registry.plugins() {
+        auditor
+            .emit(AuditEvent::PluginLoaded {
+                name: p.name.clone(),
+                path: p.path.clone(),
+                abi_version: p.abi_version.clone(),
+            })
+            .await;
+    }
+    for refused in registry.refused() {
+        auditor
+            .emit(AuditEvent::PluginRefused {
+                path: refused.path().to_path_buf(),
+                reason: refused.to_string(),
+            })
+            .await;
+    }
+
+    // PKCS#11 start-up blocks: run it off the async workers.
+    let (engine, cas) = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let (engine, profile) = HsmEngine::start(&config, &registry).map_err(|e| e.to_string())?;
+            tracing::info!(provider = %profile.name, chosen_by = ?engine.chosen_by(), pool = engine.pool().stats().size, "HSM ready");
+            let mut cas = Vec::new();
+            for ca in &config.ca {
+                let key = engine.open_ca(ca).map_err(|e| e.to_string())?;
+                for w in &key.warnings {
+                    tracing::warn!(ca = %ca.id, "{w}");
+                }
+                let custody = key.custody;
+                tracing::info!(ca = %ca.id, label = %ca.label(), key = %key.algorithm, scheme = %key.scheme, mechanism = %key.mechanism,
+                    custody = if custody == KeyCustody::Hardware { "hardware" } else { "software" }, "CA ready");
+                let pool = (custody == KeyCustody::Hardware).then(|| engine.pool().clone());
+                let issuer = Issuer::new(ca, key).map_err(|e| format!("CA {}: {e}", ca.id))?;
+                cas.push(Arc::new(CaEndpoint::new(ca.clone(), issuer, pool).map_err(|e| format!("CA {}: {e}", ca.id))?));
+            }
+            Ok((engine, cas))
+        })
+        .await
+        .map_err(|e| e.to_string())??
+    };
+    engine.pool().health().subscribe(auditor.health_listener());
+    let health_task = engine.spawn_health_checks();
+
+    let ca_certs: Vec<rustls::pki_types::CertificateDer<'static>> = cas
+        .iter()
+        .filter_map(|c| c.issuer.chain()[0].to_der().ok().map(Into::into))
+        .collect();
+    let tls = server_config(&config.server, &ca_certs).map_err(|e| e.to_string())?;
+    let default_ca = config
+        .default_ca()
+        .and_then(|d| cas.iter().find(|c| c.config.id == d.id).cloned());
+    let service = Arc::new(EstService {
+        cas: cas.clone(),
+        default_ca,
+        auth: Arc::new(Authenticator::new(&config.auth.users)),
+        store: store.clone(),
+        auditor: auditor.clone(),
+        realm: config.server.realm.clone(),
+        max_body: config.server.max_body_bytes,
+    });
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+    let listen = listener.local_addr().map_err(|e| e.to_string())?;
+    auditor
+        .emit(AuditEvent::ServerStarted {
+            listen,
+            cas: cas.iter().map(|c| c.config.id.clone()).collect(),
+        })
+        .await;
+    // Scripts and tests wait for this line on stdout.
+    println!("kipuka listening on https://{listen}");
+
+    let limits = HttpLimits {
+        handshake_timeout: Duration::from_secs(10),
+        header_timeout: Duration::from_secs(10),
+        max_header_bytes: 16 * 1024,
+        shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+    };
+    let timeout = Duration::from_secs(config.server.request_timeout_secs);
+    let reason = Arc::new(std::sync::Mutex::new(String::new()));
+    let reason_set = reason.clone();
+    serve(
+        listener,
+        tls,
+        routes(service, timeout),
+        limits,
+        async move {
+            *reason_set.lock().expect("reason") = shutdown_signal().await;
+        },
+    )
+    .await;
+    health_task.abort();
+    let reason = reason.lock().expect("reason").clone();
+    auditor.emit(AuditEvent::ServerStopped { reason }).await;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> String {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM".into(),
+        _ = tokio::signal::ctrl_c() => "SIGINT".into(),
+    }
+}

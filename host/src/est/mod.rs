@@ -1,0 +1,9 @@
+//! EST (RFC 7030): one handler per operation, and the encoding rules at the edge.
+
+pub mod auth;
+pub mod csrattrs;
+pub mod error;
+pub mod routes;
+pub mod server;
+pub mod service;
+pub mod wire;

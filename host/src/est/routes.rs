@@ -1,0 +1,298 @@
+//! HTTP: the paths under `/.well-known/est[/<label>]/`, `/healthz`,
+//! `/readyz`, mapped onto [`EstService`]. Every answer, good or bad, is
+//! built here; errors become `text/plain` bodies with the right status.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use warp::{reply::Response, Filter};
+
+use crate::{hsm::HealthState, tls::ConnInfo};
+
+use super::{
+    error::EstError,
+    service::{CaEndpoint, Enrollment, EstReply, EstService},
+    wire::check_pkcs10_content_type,
+};
+
+fn reply(r: EstReply) -> Response {
+    let len = r.body.len();
+    let mut response = Response::new(r.body.into());
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(r.content_type),
+    );
+    h.insert(
+        "content-transfer-encoding",
+        HeaderValue::from_static("base64"),
+    );
+    // Strict clients (strongSwan) cannot read chunked bodies.
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    response
+}
+
+fn plain(status: StatusCode, text: String) -> Response {
+    let len = text.len();
+    let mut response = Response::new(text.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    response
+}
+
+/// A label is a path segment: RFC 7030 §3.2.2 allows letters, digits and
+/// a few marks; anything else (`..`, `%2F`, non-UTF-8) is no label of ours.
+fn valid_label(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment.len() <= 64
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Splits `[label/]operation`.
+fn parse_tail(tail: &str) -> Result<(Option<&str>, &str), EstError> {
+    let parts: Vec<&str> = tail.split('/').collect();
+    match parts.as_slice() {
+        [op] if !op.is_empty() => Ok((None, op)),
+        [label, op] if !op.is_empty() => {
+            if !valid_label(label) {
+                return Err(EstError::NotFound(format!("{label:?} is not a CA label")));
+            }
+            Ok((Some(label), op))
+        }
+        _ => Err(EstError::NotFound(format!(
+            "no EST operation at /.well-known/est/{tail}"
+        ))),
+    }
+}
+
+async fn read_body<S>(mut body: S, limit: usize, timeout: Duration) -> Result<Bytes, EstError>
+where
+    S: futures_util::Stream<Item = Result<Bytes, warp::Error>> + Unpin,
+{
+    let read = async {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk
+                .map_err(|e| EstError::BadRequest(format!("cannot read the request body: {e}")))?;
+            if buf.len() + chunk.len() > limit {
+                return Err(EstError::TooLarge(limit));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout(timeout, read).await.map_err(|_| {
+        EstError::BadRequest(format!(
+            "the request body did not arrive within {timeout:?}"
+        ))
+    })?
+}
+
+/// What one request to the EST paths is.
+struct EstRequest {
+    method: Method,
+    tail: String,
+    headers: HeaderMap,
+    conn: ConnInfo,
+}
+
+async fn dispatch<S>(svc: Arc<EstService>, req: EstRequest, body: S, timeout: Duration) -> Response
+where
+    S: futures_util::Stream<Item = Result<Bytes, warp::Error>> + Unpin,
+{
+    let realm = svc.realm.clone();
+    let (label, op) = match parse_tail(&req.tail) {
+        Ok(x) => x,
+        Err(e) => return e.into_response(&realm),
+    };
+    let ca = match svc.ca(label) {
+        Ok(ca) => ca,
+        Err(e) => return e.into_response(&realm),
+    };
+    let allow = |methods: &'static str, e: EstError| {
+        let mut r = e.into_response(&realm);
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(methods));
+        r
+    };
+    match (op, &req.method) {
+        ("cacerts", &Method::GET) => reply(svc.cacerts(&ca)),
+        ("csrattrs", &Method::GET) => match svc.csrattrs(&ca) {
+            Some(r) => reply(r),
+            None => {
+                let mut r = Response::new(Bytes::new().into());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                r
+            }
+        },
+        ("simpleenroll", &Method::POST) => {
+            enroll(&svc, &ca, Enrollment::Simple, &req, body, timeout).await
+        }
+        ("simplereenroll", &Method::POST) => {
+            enroll(&svc, &ca, Enrollment::Re, &req, body, timeout).await
+        }
+        ("fullcmc", &Method::POST) => EstError::NotImplemented(
+            "fullcmc (RFC 7030 §4.3) is not supported by this server".into(),
+        )
+        .into_response(&realm),
+        ("serverkeygen", &Method::POST) => {
+            EstError::NotImplemented("serverkeygen is not available yet on this server".into())
+                .into_response(&realm)
+        }
+        ("cacerts" | "csrattrs", _) => allow(
+            "GET",
+            EstError::MethodNotAllowed(format!("{op} takes GET, not {}", req.method)),
+        ),
+        ("simpleenroll" | "simplereenroll" | "fullcmc" | "serverkeygen", _) => allow(
+            "POST",
+            EstError::MethodNotAllowed(format!("{op} takes POST, not {}", req.method)),
+        ),
+        _ => EstError::NotFound(format!("{op:?} is not an EST operation")).into_response(&realm),
+    }
+}
+
+async fn enroll<S>(
+    svc: &EstService,
+    ca: &CaEndpoint,
+    op: Enrollment,
+    req: &EstRequest,
+    body: S,
+    timeout: Duration,
+) -> Response
+where
+    S: futures_util::Stream<Item = Result<Bytes, warp::Error>> + Unpin,
+{
+    let name = match op {
+        Enrollment::Simple => "simpleenroll",
+        Enrollment::Re => "simplereenroll",
+    };
+    let authorization = req
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = match svc.authenticate(ca, op, &req.conn, authorization).await {
+        Ok(p) => p,
+        Err(e) => {
+            // A client without credentials is told how to authenticate; that
+            // first 401 is part of the protocol (libest), not worth an event.
+            if authorization.is_some() || req.conn.peer_chain.is_some() {
+                svc.rejected(Some(ca), name, None, &e).await;
+            }
+            return e.into_response(&svc.realm);
+        }
+    };
+    let result = async {
+        let content_type = req
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        check_pkcs10_content_type(content_type)
+            .map_err(|e| EstError::UnsupportedMediaType(e.to_string()))?;
+        let body = read_body(body, svc.max_body, timeout).await?;
+        svc.enroll(ca, op, &principal, &req.conn, &body).await
+    }
+    .await;
+    match result {
+        Ok(r) => reply(r),
+        Err(e) => {
+            svc.rejected(Some(ca), name, Some(&principal), &e).await;
+            e.into_response(&svc.realm)
+        }
+    }
+}
+
+fn readiness(svc: &EstService) -> Response {
+    let mut lines = Vec::new();
+    let mut ready = true;
+    for ca in &svc.cas {
+        let state = ca.health();
+        ready &= state != HealthState::Unavailable;
+        lines.push(format!("{} {}", ca.config.id, state));
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut text = lines.join("\n");
+    text.push('\n');
+    let mut r = plain(status, text);
+    if !ready {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    r
+}
+
+/// warp's body stream yields some `impl Buf`; the handlers want `Bytes`.
+fn into_bytes<S, B>(body: S) -> impl futures_util::Stream<Item = Result<Bytes, warp::Error>>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    body.map(|r| r.map(|mut b| b.copy_to_bytes(b.remaining())))
+}
+
+/// All routes. Never rejects: every request gets a response.
+pub fn routes(
+    svc: Arc<EstService>,
+    timeout: Duration,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let with_svc = {
+        let svc = svc.clone();
+        warp::any().map(move || svc.clone())
+    };
+    let est = warp::path(".well-known")
+        .and(warp::path("est"))
+        .and(warp::path::tail())
+        .and(warp::method())
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<ConnInfo>())
+        .and(warp::body::stream())
+        .and(with_svc.clone())
+        .then(
+            move |tail: warp::path::Tail,
+                  method: Method,
+                  headers: HeaderMap,
+                  conn: Option<ConnInfo>,
+                  body,
+                  svc: Arc<EstService>| {
+                let req = EstRequest {
+                    method,
+                    tail: tail.as_str().to_string(),
+                    headers,
+                    conn: conn.unwrap_or_default(),
+                };
+                let body = Box::pin(into_bytes(body));
+                dispatch(svc, req, body, timeout)
+            },
+        );
+    let healthz = warp::path("healthz")
+        .and(warp::path::end())
+        .map(|| plain(StatusCode::OK, "ok\n".into()));
+    let readyz = warp::path("readyz")
+        .and(warp::path::end())
+        .and(with_svc)
+        .map(|svc: Arc<EstService>| readiness(&svc));
+    let realm = svc.realm.clone();
+    let fallback = warp::any().map(move || {
+        EstError::NotFound("not an EST path: EST lives under /.well-known/est/".into())
+            .into_response(&realm)
+    });
+    est.or(healthz)
+        .unify()
+        .or(readyz)
+        .unify()
+        .or(fallback)
+        .unify()
+}

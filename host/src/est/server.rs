@@ -1,0 +1,120 @@
+//! Our own accept loop: TCP → rustls handshake → hyper HTTP/1.1 serving
+//! the warp filters, with the connection's TLS facts in each request's
+//! extensions, and a graceful shutdown that lets requests in flight finish.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use hyper::{body::Incoming, server::conn::http1, Request};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use warp::{reply::Response, Filter};
+
+use crate::tls::ConnInfo;
+
+/// Timeouts and limits of the HTTP layer.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// TLS handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// Request headers must arrive within this (slowloris).
+    pub header_timeout: Duration,
+    /// Largest header block, bytes (hyper answers 431 past it).
+    pub max_header_bytes: usize,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// Serves `routes` on `listener` with TLS until `shutdown` completes.
+pub async fn serve<F>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    routes: F,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Filter<Extract = (Response,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let acceptor = TlsAcceptor::from(tls);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let routes = routes.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let info = ConnInfo::from_connection(tls.get_ref().1, Some(remote));
+            serve_connection(tls, info, routes, limits, watcher, remote).await;
+        });
+    }
+    drop(listener);
+    tracing::info!("no longer accepting connections; finishing requests in flight");
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?limits.shutdown_grace, "requests still running at the end of the grace period were cut");
+    }
+}
+
+async fn serve_connection<F>(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    info: ConnInfo,
+    routes: F,
+    limits: HttpLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+    remote: SocketAddr,
+) where
+    F: Filter<Extract = (Response,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let svc = warp::service(routes);
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(info.clone());
+        let mut svc = svc.clone();
+        async move { tower_service::Service::call(&mut svc, req).await }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .serve_connection(TokioIo::new(tls), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%remote, error = %e, "connection ended with an error");
+    }
+}

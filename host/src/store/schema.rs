@@ -1,0 +1,101 @@
+//! The SQLite schema and its migrations.
+//!
+//! `schema_version` holds one row per applied migration. On open, every
+//! migration newer than the database's version is applied, together with its
+//! `schema_version` row, in one transaction: a crash leaves the old schema or
+//! the new one, never half of it. A database newer than
+//! this build is refused rather than written with an older idea of the schema.
+//! Migrations are append-only: never edit one that has shipped.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// `(version, SQL)`, in order.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE issued_certificates (
+         id          INTEGER PRIMARY KEY,
+         serial_hex  TEXT    NOT NULL,
+         ca_id       TEXT    NOT NULL,
+         subject     TEXT    NOT NULL,
+         sans        TEXT    NOT NULL,  -- JSON array of strings
+         not_before  INTEGER NOT NULL,  -- Unix seconds
+         not_after   INTEGER NOT NULL,  -- Unix seconds
+         requester   TEXT    NOT NULL,
+         operation   TEXT    NOT NULL,
+         der         BLOB    NOT NULL,
+         recorded_at INTEGER NOT NULL   -- Unix milliseconds
+     );
+     CREATE UNIQUE INDEX issued_certificates_serial ON issued_certificates (serial_hex);
+     CREATE INDEX issued_certificates_ca_id ON issued_certificates (ca_id);
+     CREATE INDEX issued_certificates_not_after ON issued_certificates (not_after);
+
+     CREATE TABLE audit_events (
+         id    INTEGER PRIMARY KEY,
+         at    INTEGER NOT NULL,        -- Unix milliseconds
+         kind  TEXT    NOT NULL,
+         ca_id TEXT,
+         data  TEXT    NOT NULL         -- JSON object
+     );
+     CREATE INDEX audit_events_kind ON audit_events (kind, id);",
+)];
+
+/// The newest schema version this build knows.
+pub(crate) fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |(v, _)| *v)
+}
+
+/// The database's schema version (0: empty database).
+pub(crate) fn current(conn: &Connection) -> rusqlite::Result<i64> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(0);
+    }
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Brings the schema up to [`latest`].
+pub(crate) fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    let op = "migrating the schema";
+    let db = |e| StoreError::database(op, e);
+    // IMMEDIATE: a second process opening the same new file waits instead of
+    // racing to create the same tables.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             version    INTEGER PRIMARY KEY,
+             applied_at INTEGER NOT NULL  -- Unix milliseconds
+         );",
+    )
+    .map_err(db)?;
+    let found = current(&tx).map_err(db)?;
+    if found > latest() {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_string(),
+            found,
+            supported: latest(),
+        });
+    }
+    let now = super::unix_millis(std::time::SystemTime::now());
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+        tx.execute_batch(sql).map_err(db)?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
+            (version, now),
+        )
+        .map_err(db)?;
+        tracing::info!(database = %path, version, "store schema migrated");
+    }
+    tx.commit().map_err(db)
+}

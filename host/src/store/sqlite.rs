@@ -1,0 +1,511 @@
+//! [`SqliteStore`]: the embedded SQLite store, with a group-commit writer.
+//!
+//! - The database is in WAL mode: readers never block the writer nor each
+//!   other, and a database left by a killed process is recovered by SQLite
+//!   itself on the next open (the committed transactions in the WAL are
+//!   kept, the unfinished one is discarded).
+//! - One writer thread owns the write connection (see the module docs of
+//!   [`crate::store`] for group commit). Nothing is acknowledged before the
+//!   transaction holding it has committed.
+//! - Reads go through a few read-only connections (`min(db.max_connections,
+//!   4)`), each behind a mutex. An in-memory database (`sqlite::memory:`) has
+//!   a single connection shared by the writer and the readers.
+
+use std::{
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        mpsc, Arc, Mutex, MutexGuard, PoisonError, TryLockError,
+    },
+    thread::JoinHandle,
+    time::{Duration, SystemTime},
+};
+
+use rusqlite::{ffi, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::{
+    check_serial, from_unix_millis, from_unix_secs, schema, unix_millis, unix_secs, BoxFuture,
+    CertificateStore, DbLocation, IssuedRecord, StoreError, StoredEvent, MAX_BATCH,
+};
+use crate::{audit::AuditEvent, config::DbConfig};
+
+/// How long a connection waits for a lock held by another connection
+/// (another process on the same file, a checkpoint) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most read-only connections kept open.
+const MAX_READERS: usize = 4;
+/// The WAL file is truncated back to this size after a checkpoint.
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+const INSERT_ISSUED: &str = "INSERT INTO issued_certificates
+    (serial_hex, ca_id, subject, sans, not_before, not_after, requester, operation, der, recorded_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+const INSERT_EVENT: &str =
+    "INSERT INTO audit_events (at, kind, ca_id, data) VALUES (?1, ?2, ?3, ?4)";
+const SELECT_ISSUED: &str = "SELECT serial_hex, ca_id, subject, sans, not_before, not_after,
+    requester, operation, der FROM issued_certificates WHERE serial_hex = ?1";
+
+type Ack = oneshot::Sender<Result<(), StoreError>>;
+
+/// A row ready to insert (serialised by the caller, not by the writer).
+enum Row {
+    Issued {
+        rec: IssuedRecord,
+        sans_json: String,
+        recorded_at: i64,
+    },
+    Event {
+        at: i64,
+        kind: &'static str,
+        ca_id: Option<String>,
+        data: String,
+    },
+}
+
+// Nearly every job is a `Write`: boxing its row would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Job {
+    Write(Row, Ack),
+    /// Write what was queued before, answer, stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The SQLite store: WAL mode, one group-commit writer thread, a few
+/// read-only connections. See [`crate::store`] for durability and group
+/// commit.
+///
+/// A database left by a killed process opens normally: SQLite replays the
+/// committed transactions of its WAL and discards the unfinished one.
+/// Dropping the store writes what is queued and joins the writer thread;
+/// [`close`](Self::close) does the same without blocking.
+pub struct SqliteStore {
+    name: String,
+    jobs: mpsc::Sender<Job>,
+    closed: AtomicBool,
+    writer: Option<JoinHandle<()>>,
+    readers: Vec<Arc<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("database", &self.name)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its schema if needed) the database `config.url`
+    /// names: `sqlite://path` (relative to the working directory),
+    /// `sqlite:///abs/path` or `sqlite::memory:`. Other schemes fail with
+    /// [`StoreError::UnsupportedUrl`]. Starts the writer thread.
+    pub fn open(config: &DbConfig) -> Result<Self, StoreError> {
+        let location = DbLocation::parse(&config.url)?;
+        Self::open_location(location, config)
+    }
+
+    fn open_location(location: DbLocation, config: &DbConfig) -> Result<Self, StoreError> {
+        let name = location.display();
+        let open_err = |e: rusqlite::Error| StoreError::Open {
+            path: name.clone(),
+            source: Arc::new(e),
+        };
+        let mut conn = match &location {
+            DbLocation::File(path) => Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ),
+            DbLocation::Memory => Connection::open_in_memory(),
+        }
+        .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        if let DbLocation::File(_) = location {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .map_err(open_err)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Open {
+                    path: name,
+                    source: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(format!(
+                        "the database refused WAL mode (journal_mode is {mode:?})"
+                    ))),
+                });
+            }
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {}; PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT};",
+            config.synchronous.as_sql()
+        ))
+        .map_err(open_err)?;
+        schema::migrate(&mut conn, &name)?;
+
+        let writer_conn = Arc::new(Mutex::new(conn));
+        let readers = match &location {
+            DbLocation::File(path) => {
+                let n = usize::try_from(config.max_connections)
+                    .unwrap_or(MAX_READERS)
+                    .clamp(1, MAX_READERS);
+                (0..n)
+                    .map(|_| open_reader(path).map(|c| Arc::new(Mutex::new(c))))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(open_err)?
+            }
+            DbLocation::Memory => vec![writer_conn.clone()],
+        };
+
+        let (jobs, rx) = mpsc::channel();
+        let thread_name = name.clone();
+        let writer = std::thread::Builder::new()
+            .name("kipuka-store-writer".into())
+            .spawn(move || run_writer(&writer_conn, &rx, &thread_name))
+            .map_err(|e| StoreError::Open {
+                path: name.clone(),
+                source: Arc::new(e),
+            })?;
+        tracing::info!(
+            database = %name,
+            synchronous = config.synchronous.as_sql(),
+            readers = readers.len(),
+            "store opened"
+        );
+        Ok(SqliteStore {
+            name,
+            jobs,
+            closed: AtomicBool::new(false),
+            writer: Some(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    /// Writes what is queued, then stops the writer; later writes fail with
+    /// [`StoreError::Closed`]. Reads keep working. Idempotent.
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let (ack, done) = oneshot::channel();
+        if self.jobs.send(Job::Shutdown(ack)).is_ok() {
+            // Err: the writer had already stopped (an earlier close).
+            let _ = done.await;
+        }
+    }
+
+    /// `PRAGMA integrity_check`: `"ok"`, or SQLite's list of problems.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare("PRAGMA integrity_check")
+            .map_err(|e| StoreError::database("checking integrity", e))?;
+        let lines = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| StoreError::database("checking integrity", e))?;
+        Ok(lines.join("\n"))
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        schema::current(&self.reader()).map_err(|e| StoreError::database("reading the schema", e))
+    }
+
+    /// Queues a row for the writer. The row is written even if the returned
+    /// receiver is dropped.
+    fn submit(&self, row: Row) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        let (ack, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Write(row, ack))
+            .map_err(|_| StoreError::Closed)?;
+        Ok(answer)
+    }
+
+    fn write(&self, row: Result<Row, StoreError>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let answer = row.and_then(|row| self.submit(row));
+        Box::pin(async move {
+            // A dropped ack: the writer stopped before writing the row.
+            answer?.await.unwrap_or(Err(StoreError::Closed))
+        })
+    }
+
+    /// A free read connection, else the next one in turn.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % n;
+        for i in 0..n {
+            match self.readers[(start + i) % n].try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        self.readers[start]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Flushes what is queued and waits for the writer thread to stop.
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            let (ack, _done) = oneshot::channel();
+            let _ = self.jobs.send(Job::Shutdown(ack));
+            let _ = writer.join();
+        }
+    }
+}
+
+impl CertificateStore for SqliteStore {
+    fn record_issued(&self, rec: IssuedRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        let row = check_serial(&rec.serial_hex).and_then(|()| {
+            let sans_json = serde_json::to_string(&rec.sans)
+                .map_err(|e| StoreError::InvalidRecord(format!("subject alt names: {e}")))?;
+            Ok(Row::Issued {
+                rec,
+                sans_json,
+                recorded_at: unix_millis(SystemTime::now()),
+            })
+        });
+        self.write(row)
+    }
+
+    fn record_event(&self, ev: &AuditEvent) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.write(Ok(Row::Event {
+            at: unix_millis(SystemTime::now()),
+            kind: ev.kind(),
+            ca_id: ev.ca_id().map(str::to_owned),
+            data: ev.to_json().to_string(),
+        }))
+    }
+
+    fn serial_exists(&self, serial_hex: &str) -> Result<bool, StoreError> {
+        self.reader()
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM issued_certificates WHERE serial_hex = ?1)",
+            )
+            .and_then(|mut s| s.query_row([serial_hex], |r| r.get(0)))
+            .map_err(|e| StoreError::database("looking up a serial", e))
+    }
+
+    fn find_by_serial(&self, serial_hex: &str) -> Result<Option<IssuedRecord>, StoreError> {
+        let op = "reading a certificate";
+        let conn = self.reader();
+        let row = conn
+            .prepare_cached(SELECT_ISSUED)
+            .and_then(|mut s| {
+                s.query_row([serial_hex], |r| {
+                    Ok((
+                        IssuedRecord {
+                            serial_hex: r.get(0)?,
+                            ca_id: r.get(1)?,
+                            subject: r.get(2)?,
+                            sans: Vec::new(),
+                            not_before: from_unix_secs(r.get(4)?),
+                            not_after: from_unix_secs(r.get(5)?),
+                            requester: r.get(6)?,
+                            operation: r.get(7)?,
+                            der: r.get(8)?,
+                        },
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(|e| StoreError::database(op, e))?;
+        row.map(|(mut rec, sans)| {
+            rec.sans = serde_json::from_str(&sans).map_err(|e| StoreError::database(op, e))?;
+            Ok(rec)
+        })
+        .transpose()
+    }
+
+    fn count_issued(&self) -> Result<u64, StoreError> {
+        self.reader()
+            .prepare_cached("SELECT COUNT(*) FROM issued_certificates")
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+            .map(|n| n.unsigned_abs())
+            .map_err(|e| StoreError::database("counting certificates", e))
+    }
+
+    fn events(&self, kind: Option<&str>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let op = "reading events";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.reader();
+        let map = |r: &rusqlite::Row<'_>| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        };
+        let rows = match kind {
+            Some(kind) => conn
+                .prepare_cached(
+                    "SELECT id, at, kind, ca_id, data FROM audit_events
+                     WHERE kind = ?1 ORDER BY id DESC LIMIT ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_map((kind, limit), map)?
+                        .collect::<Result<Vec<_>, _>>()
+                }),
+            None => conn
+                .prepare_cached(
+                    "SELECT id, at, kind, ca_id, data FROM audit_events ORDER BY id DESC LIMIT ?1",
+                )
+                .and_then(|mut s| s.query_map([limit], map)?.collect::<Result<Vec<_>, _>>()),
+        }
+        .map_err(|e| StoreError::database(op, e))?;
+        rows.into_iter()
+            .map(|(id, at, kind, ca_id, data)| {
+                Ok(StoredEvent {
+                    id,
+                    at: from_unix_millis(at),
+                    kind,
+                    ca_id,
+                    data: serde_json::from_str(&data).map_err(|e| StoreError::database(op, e))?,
+                })
+            })
+            .collect()
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(SqliteStore::close(self))
+    }
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// The writer thread: batches, commits, answers; stops on `Shutdown`.
+fn run_writer(conn: &Mutex<Connection>, jobs: &mpsc::Receiver<Job>, name: &str) {
+    let mut batch: Vec<(Row, Ack)> = Vec::with_capacity(MAX_BATCH);
+    // Err: every sender is gone, which `Drop` precedes with a `Shutdown`.
+    while let Ok(first) = jobs.recv() {
+        let mut shutdown = None;
+        match first {
+            Job::Write(row, ack) => batch.push((row, ack)),
+            Job::Shutdown(ack) => shutdown = Some(ack),
+        }
+        while shutdown.is_none() && batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(Job::Write(row, ack)) => batch.push((row, ack)),
+                Ok(Job::Shutdown(ack)) => shutdown = Some(ack),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            write_batch(&mut conn, &mut batch, name);
+        }
+        if let Some(ack) = shutdown {
+            let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            // Moves the WAL into the database file if no reader is in the way;
+            // never waits. Not needed for safety: the WAL is the database too.
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                tracing::debug!(database = %name, error = %e, "checkpoint at shutdown failed");
+            }
+            let _ = ack.send(());
+            break;
+        }
+    }
+    // Jobs still queued are dropped: their callers get `StoreError::Closed`.
+    tracing::debug!(database = %name, "store writer stopped");
+}
+
+/// Writes `batch` in one transaction, commits, then answers every caller.
+/// A row that fails alone (duplicate serial) fails only its caller; an
+/// error that aborts the transaction fails the whole batch, unacknowledged.
+fn write_batch(conn: &mut Connection, batch: &mut Vec<(Row, Ack)>, name: &str) {
+    let size = batch.len();
+    let outcome = (|| -> Result<Vec<Result<(), StoreError>>, rusqlite::Error> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut results = Vec::with_capacity(size);
+        {
+            let mut insert_issued = tx.prepare_cached(INSERT_ISSUED)?;
+            let mut insert_event = tx.prepare_cached(INSERT_EVENT)?;
+            for (row, _) in batch.iter() {
+                let result = match row {
+                    Row::Issued {
+                        rec,
+                        sans_json,
+                        recorded_at,
+                    } => insert_issued.execute((
+                        &rec.serial_hex,
+                        &rec.ca_id,
+                        &rec.subject,
+                        sans_json,
+                        unix_secs(rec.not_before),
+                        unix_secs(rec.not_after),
+                        &rec.requester,
+                        &rec.operation,
+                        &rec.der,
+                        recorded_at,
+                    )),
+                    Row::Event {
+                        at,
+                        kind,
+                        ca_id,
+                        data,
+                    } => insert_event.execute((at, kind, ca_id, data)),
+                };
+                results.push(match result {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_unique_violation(&e) => {
+                        let serial = match row {
+                            Row::Issued { rec, .. } => rec.serial_hex.clone(),
+                            Row::Event { .. } => String::new(),
+                        };
+                        Err(StoreError::DuplicateSerial(serial))
+                    }
+                    // A failed statement is undone alone; if SQLite rolled
+                    // back the whole transaction instead, give up the batch.
+                    Err(e) if !tx.is_autocommit() => {
+                        Err(StoreError::database("recording a row", e))
+                    }
+                    Err(e) => return Err(e),
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(results)
+    })();
+    match outcome {
+        Ok(results) => {
+            tracing::trace!(database = %name, rows = size, "batch committed");
+            for ((_, ack), result) in batch.drain(..).zip(results) {
+                let _ = ack.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::error!(database = %name, rows = size, error = %e,
+                "store write failed; no row of the batch was recorded");
+            let e = StoreError::database("recording rows", e);
+            for (_, ack) in batch.drain(..) {
+                let _ = ack.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}

@@ -1,0 +1,308 @@
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::*;
+use crate::audit::{AuditEvent, Auditor};
+
+fn config(url: &str) -> DbConfig {
+    DbConfig {
+        url: url.to_string(),
+        ..DbConfig::default()
+    }
+}
+
+fn record(serial: &str) -> IssuedRecord {
+    IssuedRecord {
+        serial_hex: serial.to_string(),
+        ca_id: "main".into(),
+        subject: "CN=device-1,O=Example".into(),
+        sans: vec!["dns:device-1.example".into(), "ip:192.0.2.7".into()],
+        not_before: UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+        not_after: UNIX_EPOCH + Duration::from_secs(1_798_761_600),
+        requester: "basic:alice".into(),
+        operation: "simpleenroll".into(),
+        der: vec![0x30, 0x82, 0x01, 0x00, 0xde, 0xad],
+    }
+}
+
+fn serial(n: u32) -> String {
+    format!("{n:040x}")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn url_parsing() {
+    assert_eq!(
+        DbLocation::parse("sqlite://kipuka.db").unwrap(),
+        DbLocation::File("kipuka.db".into())
+    );
+    assert_eq!(
+        DbLocation::parse("sqlite://data/k.db").unwrap(),
+        DbLocation::File("data/k.db".into())
+    );
+    assert_eq!(
+        DbLocation::parse("sqlite:///var/lib/kipuka/k.db").unwrap(),
+        DbLocation::File("/var/lib/kipuka/k.db".into())
+    );
+    assert_eq!(
+        DbLocation::parse("sqlite:k.db").unwrap(),
+        DbLocation::File("k.db".into())
+    );
+    assert_eq!(
+        DbLocation::parse("sqlite::memory:").unwrap(),
+        DbLocation::Memory
+    );
+    for bad in ["sqlite://", "sqlite:", "sqlite:///"] {
+        let e = DbLocation::parse(bad).unwrap_err();
+        assert!(matches!(e, StoreError::InvalidUrl(_)), "{bad}: {e}");
+    }
+    let e = DbLocation::parse("sqlite://k.db?mode=ro").unwrap_err();
+    assert!(e.to_string().contains("URL parameters"), "{e}");
+}
+
+#[test]
+fn unsupported_schemes_name_the_scheme_but_not_the_password() {
+    let e = SqliteStore::open(&config("postgres://kipuka:s3cret@db/kipuka")).unwrap_err();
+    match &e {
+        StoreError::UnsupportedUrl { scheme, .. } => assert_eq!(scheme, "postgres"),
+        other => panic!("{other:?}"),
+    }
+    let msg = e.to_string();
+    assert!(msg.contains("postgres:// is not built in yet"), "{msg}");
+    assert!(!msg.contains("s3cret"), "{msg}");
+    let Err(e) = open_store(&config("mysql://root:pw@h/db")) else {
+        panic!("mysql accepted")
+    };
+    assert!(
+        matches!(&e, StoreError::UnsupportedUrl { scheme, .. } if scheme == "mysql"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("pw@"), "{e}");
+    let Err(e) = open_store(&config("kipuka.db")) else {
+        panic!("bare path accepted")
+    };
+    assert!(matches!(e, StoreError::UnsupportedUrl { .. }), "{e}");
+}
+
+#[test]
+fn schema_is_created_once_and_versioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let url = format!("sqlite://{}", path.display());
+    {
+        let store = SqliteStore::open(&config(&url)).unwrap();
+        assert_eq!(store.schema_version().unwrap(), schema::latest());
+        assert_eq!(store.count_issued().unwrap(), 0);
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+    assert!(path.exists());
+    // Reopening applies nothing and keeps the data.
+    let store = SqliteStore::open(&config(&url)).unwrap();
+    assert_eq!(store.schema_version().unwrap(), schema::latest());
+
+    // A database from a newer kipuka is refused.
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO schema_version (version, applied_at) VALUES (?1, 0)",
+        [schema::latest() + 1],
+    )
+    .unwrap();
+    drop(conn);
+    let e = SqliteStore::open(&config(&url)).unwrap_err();
+    assert!(matches!(e, StoreError::SchemaTooNew { .. }), "{e}");
+}
+
+#[test]
+fn missing_folder_is_an_open_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no/such/folder/k.db");
+    let e = SqliteStore::open(&config(&format!("sqlite://{}", path.display()))).unwrap_err();
+    assert!(matches!(e, StoreError::Open { .. }), "{e}");
+    assert!(e.to_string().contains("no/such/folder/k.db"), "{e}");
+}
+
+#[test]
+fn insert_find_count_and_duplicates() {
+    let store = SqliteStore::open(&config("sqlite::memory:")).unwrap();
+    rt().block_on(async {
+        store.record_issued(record(&serial(1))).await.unwrap();
+        store.record_issued(record(&serial(2))).await.unwrap();
+        let e = store.record_issued(record(&serial(1))).await.unwrap_err();
+        assert!(
+            matches!(&e, StoreError::DuplicateSerial(s) if *s == serial(1)),
+            "{e}"
+        );
+        // Malformed serials never reach the database.
+        for bad in ["", "ABCDEF", "0x12", &"a".repeat(41)] {
+            let e = store.record_issued(record(bad)).await.unwrap_err();
+            assert!(matches!(e, StoreError::InvalidRecord(_)), "{bad}: {e}");
+        }
+    });
+    assert_eq!(store.count_issued().unwrap(), 2);
+    assert!(store.serial_exists(&serial(2)).unwrap());
+    assert!(!store.serial_exists(&serial(3)).unwrap());
+    assert_eq!(store.find_by_serial(&serial(3)).unwrap(), None);
+    assert_eq!(
+        store.find_by_serial(&serial(1)).unwrap().unwrap(),
+        record(&serial(1))
+    );
+}
+
+#[test]
+fn a_duplicate_fails_only_its_own_caller_within_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("k.db").display());
+    let store = SqliteStore::open(&config(&url)).unwrap();
+    let results = rt().block_on(async {
+        // Queued together, so most likely written in one transaction.
+        let futures: Vec<_> = (0..100)
+            .map(|i| store.record_issued(record(&serial(i % 90))))
+            .collect();
+        let mut results = Vec::new();
+        for f in futures {
+            results.push(f.await);
+        }
+        results
+    });
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let dups = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::DuplicateSerial(_))))
+        .count();
+    assert_eq!((ok, dups), (90, 10));
+    assert_eq!(store.count_issued().unwrap(), 90);
+}
+
+#[test]
+fn events_are_listed_newest_first_and_by_kind() {
+    let store: SharedStore = open_store(&config("sqlite::memory:")).unwrap();
+    let auditor = Auditor::new(store.clone());
+    rt().block_on(async {
+        for i in 0..3 {
+            auditor
+                .emit(AuditEvent::CertificateIssued {
+                    ca_id: "main".into(),
+                    serial_hex: serial(i),
+                    subject: format!("CN=d{i}"),
+                    requester: "basic:alice".into(),
+                    operation: "simpleenroll".into(),
+                })
+                .await;
+        }
+        auditor
+            .emit(AuditEvent::ServerStopped {
+                reason: "SIGTERM".into(),
+            })
+            .await;
+    });
+    let all = store.events(None, 10).unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        [
+            "ServerStopped",
+            "CertificateIssued",
+            "CertificateIssued",
+            "CertificateIssued"
+        ]
+    );
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+    assert_eq!(all[0].ca_id, None);
+    assert_eq!(all[0].data["reason"], "SIGTERM");
+    let issued = store.events(Some("CertificateIssued"), 2).unwrap();
+    assert_eq!(issued.len(), 2);
+    assert_eq!(issued[0].ca_id.as_deref(), Some("main"));
+    assert_eq!(issued[0].data["subject"], "CN=d2");
+    assert_eq!(issued[0].data["event"], "CertificateIssued");
+    assert!(store.events(Some("PluginLoaded"), 10).unwrap().is_empty());
+    assert!(store.events(None, 0).unwrap().is_empty());
+    let age = SystemTime::now().duration_since(all[0].at).unwrap();
+    assert!(age < Duration::from_secs(60), "{age:?}");
+}
+
+#[test]
+fn close_flushes_then_refuses_writes_and_keeps_reads() {
+    let store = SqliteStore::open(&config("sqlite::memory:")).unwrap();
+    rt().block_on(async {
+        // Not awaited before close: still written, since queued before it.
+        let pending = store.record_issued(record(&serial(7)));
+        store.close().await;
+        pending.await.unwrap();
+        store.close().await; // idempotent
+        let e = store.record_issued(record(&serial(8))).await.unwrap_err();
+        assert!(matches!(e, StoreError::Closed), "{e}");
+    });
+    assert!(store.serial_exists(&serial(7)).unwrap());
+    assert_eq!(store.count_issued().unwrap(), 1);
+}
+
+#[test]
+fn drop_flushes_queued_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("k.db").display());
+    let store = SqliteStore::open(&config(&url)).unwrap();
+    for i in 0..50 {
+        // Submitted now; the futures (answers) are discarded.
+        drop(store.record_issued(record(&serial(i))));
+    }
+    drop(store);
+    let store = SqliteStore::open(&config(&url)).unwrap();
+    assert_eq!(store.count_issued().unwrap(), 50);
+}
+
+#[test]
+fn synchronous_is_read_from_the_configuration() {
+    let c: crate::config::Config =
+        crate::config::Config::from_toml_str("[db]\nsynchronous = \"normal\"\n").unwrap();
+    assert_eq!(c.db.synchronous, Synchronous::Normal);
+    assert_eq!(DbConfig::default().synchronous, Synchronous::Full);
+    assert!(crate::config::Config::from_toml_str("[db]\nsynchronous = \"off\"\n").is_err());
+}
+
+#[test]
+fn times_round_trip_to_the_second() {
+    for s in [-86_401_i64, -1, 0, 1, 1_798_761_600] {
+        assert_eq!(unix_secs(from_unix_secs(s)), s);
+    }
+    assert_eq!(unix_secs(UNIX_EPOCH - Duration::from_millis(500)), -1);
+}
+
+#[test]
+fn health_changes_from_a_plain_thread_are_stored() {
+    let store: SharedStore = open_store(&config("sqlite::memory:")).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Made inside the runtime: remembers it for listeners called elsewhere.
+    let auditor = runtime.block_on(async { Auditor::new(store.clone()) });
+    let listener = auditor.health_listener();
+    std::thread::spawn(move || {
+        listener(&crate::hsm::HealthChange {
+            token: "kipuka-ca".into(),
+            from: crate::hsm::HealthState::Healthy,
+            to: crate::hsm::HealthState::Unavailable,
+            reason: "CKR_TOKEN_NOT_PRESENT".into(),
+            at: SystemTime::now(),
+        })
+    })
+    .join()
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let events = store.events(Some("CaHealthChange"), 10).unwrap();
+        if !events.is_empty() || std::time::Instant::now() > deadline {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data["to"], "unavailable");
+    assert_eq!(events[0].data["token"], "kipuka-ca");
+}
