@@ -2,5 +2,6 @@
 
 pub mod artifacts;
 pub mod engine_fixture;
+pub mod est_server;
 
 pub mod tokens;

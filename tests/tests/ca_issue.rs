@@ -133,8 +133,7 @@ type CsrSpec = (
     &'static str,
 );
 
-/// The CSRs, made once per test process: `(name, req -newkey args, extra
-/// args, expected key spec, expected signature algorithm)`.
+/// The CSRs, made once per test process.
 fn csrs() -> &'static [TestCsr] {
     static CSRS: OnceLock<Vec<TestCsr>> = OnceLock::new();
     CSRS.get_or_init(|| {

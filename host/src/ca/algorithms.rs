@@ -11,7 +11,7 @@ use der::{
     Any, Decode,
 };
 use ecdsa::signature::hazmat::PrehashVerifier;
-use kipuka_plugin_api::{Curve, HashAlg, MlDsaParameterSet};
+use kipuka_plugin_api::{HashAlg, MlDsaParameterSet};
 use sha2::Digest as _;
 use spki::{AlgorithmIdentifierOwned, AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 
@@ -605,19 +605,11 @@ impl PublicKey {
     }
 }
 
-/// The engine's curve as a [`KeySpec`] curve name.
-pub fn curve_name(curve: Curve) -> &'static str {
-    match curve {
-        Curve::P256 => "P-256",
-        Curve::P384 => "P-384",
-        _ => "P-521",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use der::Encode;
+    use kipuka_plugin_api::Curve;
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();

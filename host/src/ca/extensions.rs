@@ -1,10 +1,7 @@
 //! The X.509 v3 extensions kipuka puts in certificates, and the key-usage
 //! rules per key type.
 
-use const_oid::{
-    db::{rfc5280, rfc5912},
-    AssociatedOid,
-};
+use const_oid::{db::rfc5280, AssociatedOid};
 use der::{
     asn1::{ObjectIdentifier, OctetString},
     flagset::FlagSet,
@@ -208,12 +205,6 @@ pub fn describe_general_name(name: &GeneralName) -> String {
         GeneralName::RegisteredId(oid) => format!("Registered ID:{oid}"),
         GeneralName::EdiPartyName(_) => "EdiPartyName".to_string(),
     }
-}
-
-/// `true` for the extensions this module writes (the issuer does not copy
-/// other requested extensions).
-pub fn is_subject_alt_name(oid: &ObjectIdentifier) -> bool {
-    *oid == rfc5912::ID_CE_SUBJECT_ALT_NAME
 }
 
 #[cfg(test)]

@@ -605,6 +605,13 @@ mod tests {
         assert!(validity_window(t0, 365, whole - Duration::from_secs(1)).is_err());
     }
 
+    /// Compiles only if `issue` can run on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn issue_future_is_send(issuer: &Issuer, csr: &VerifiedCsr) {
+        fn send<T: Send>(_: T) {}
+        send(issuer.issue(csr, SerialNumber20::random(), SystemTime::now()));
+    }
+
     #[test]
     fn issuer_is_send_and_sync() {
         fn check<T: Send + Sync>() {}

@@ -68,7 +68,8 @@ pub fn serve_command(config_path: &Path) -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let store = open_store(&config.db).map_err(|e| format!("store {}: {e}", config.db.url))?;
+    // The URL may hold credentials: the store's error names only what is needed.
+    let store = open_store(&config.db).map_err(|e| format!("certificate store: {e}"))?;
     let auditor = Auditor::new(store.clone());
 
     let registry = load_plugins(&config);

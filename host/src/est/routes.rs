@@ -14,12 +14,27 @@ use crate::{hsm::HealthState, tls::ConnInfo};
 use super::{
     error::EstError,
     service::{CaEndpoint, Enrollment, EstReply, EstService},
-    wire::check_pkcs10_content_type,
+    wire::{base64_lines, check_pkcs10_content_type},
 };
 
-fn reply(r: EstReply) -> Response {
-    let len = r.body.len();
-    let mut response = Response::new(r.body.into());
+/// Base64 as RFC 7030 clients read it: 64-column lines, except for a
+/// client that sends no `User-Agent` — strongSwan's `pki --est` (5.9), which
+/// sends none, decodes base64 four characters at a time and cannot skip
+/// line breaks, so it gets one unbroken line. RFC 8951 requires clients to
+/// accept both.
+fn encode_body(der: &[u8], headers: &HeaderMap) -> String {
+    if headers.contains_key(header::USER_AGENT) {
+        base64_lines(der)
+    } else {
+        use base64ct::Encoding;
+        base64ct::Base64::encode_string(der)
+    }
+}
+
+fn reply(r: EstReply, headers: &HeaderMap) -> Response {
+    let body = encode_body(&r.der, headers);
+    let len = body.len();
+    let mut response = Response::new(body.into());
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -126,9 +141,9 @@ where
         r
     };
     match (op, &req.method) {
-        ("cacerts", &Method::GET) => reply(svc.cacerts(&ca)),
+        ("cacerts", &Method::GET) => reply(svc.cacerts(&ca), &req.headers),
         ("csrattrs", &Method::GET) => match svc.csrattrs(&ca) {
-            Some(r) => reply(r),
+            Some(r) => reply(r, &req.headers),
             None => {
                 let mut r = Response::new(Bytes::new().into());
                 *r.status_mut() = StatusCode::NO_CONTENT;
@@ -203,7 +218,7 @@ where
     }
     .await;
     match result {
-        Ok(r) => reply(r),
+        Ok(r) => reply(r, &req.headers),
         Err(e) => {
             svc.rejected(Some(ca), name, Some(&principal), &e).await;
             e.into_response(&svc.realm)

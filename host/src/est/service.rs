@@ -24,7 +24,7 @@ use super::{
     auth::{client_certificate, issued_by, Authenticator, Principal},
     csrattrs::{encode_csrattrs, CsrAttrsSpec, KeyRequest},
     error::EstError,
-    wire::{base64_lines, certs_only, decode_body},
+    wire::{certs_only, decode_body},
 };
 
 /// One CA as the EST layer serves it.
@@ -35,10 +35,10 @@ pub struct CaEndpoint {
     pub issuer: Issuer,
     /// The pool its key is reached through, for readiness (None: software key).
     pub pool: Option<Arc<SessionPool>>,
-    /// `/cacerts` body, computed once: base64 of the certs-only PKCS#7.
-    pub cacerts_body: String,
-    /// `/csrattrs` body, base64, or None for 204.
-    pub csrattrs_body: Option<String>,
+    /// `/cacerts` answer, computed once: the certs-only PKCS#7 (DER).
+    pub cacerts_der: bytes::Bytes,
+    /// `/csrattrs` answer (DER), or None for 204.
+    pub csrattrs_der: Option<bytes::Bytes>,
 }
 
 /// Everything the handlers need.
@@ -59,12 +59,13 @@ pub struct EstService {
     pub max_body: usize,
 }
 
-/// A successful EST answer: the media type and the base64 body.
+/// A successful EST answer: the media type and the DER to send (base64
+/// encoding happens at the edge, in `routes`).
 pub struct EstReply {
     /// `Content-Type`.
     pub content_type: &'static str,
-    /// Base64 body (64-column CRLF lines); empty for 204.
-    pub body: String,
+    /// The DER.
+    pub der: bytes::Bytes,
 }
 
 fn internal(e: impl std::fmt::Display) -> EstError {
@@ -135,14 +136,14 @@ impl CaEndpoint {
             .map(|c| c.to_der())
             .collect::<Result<_, _>>()
             .map_err(internal)?;
-        let cacerts_body = base64_lines(&certs_only(&chain).map_err(internal)?);
-        let csrattrs_body = csrattrs_for(&config)?.map(|der| base64_lines(&der));
+        let cacerts_der = certs_only(&chain).map_err(internal)?.into();
+        let csrattrs_der = csrattrs_for(&config)?.map(Into::into);
         Ok(CaEndpoint {
             config,
             issuer,
             pool,
-            cacerts_body,
-            csrattrs_body,
+            cacerts_der,
+            csrattrs_der,
         })
     }
 
@@ -209,15 +210,15 @@ impl EstService {
     pub fn cacerts(&self, ca: &CaEndpoint) -> EstReply {
         EstReply {
             content_type: super::wire::CONTENT_TYPE_CERTS_ONLY,
-            body: ca.cacerts_body.clone(),
+            der: ca.cacerts_der.clone(),
         }
     }
 
     /// `GET /csrattrs`: None means 204.
     pub fn csrattrs(&self, ca: &CaEndpoint) -> Option<EstReply> {
-        ca.csrattrs_body.as_ref().map(|b| EstReply {
+        ca.csrattrs_der.as_ref().map(|der| EstReply {
             content_type: super::wire::CONTENT_TYPE_CSRATTRS,
-            body: b.clone(),
+            der: der.clone(),
         })
     }
 
@@ -280,7 +281,7 @@ impl EstService {
         let pkcs7 = certs_only(&[issued]).map_err(internal)?;
         Ok(EstReply {
             content_type: super::wire::CONTENT_TYPE_CERTS_ONLY,
-            body: base64_lines(&pkcs7),
+            der: pkcs7.into(),
         })
     }
 

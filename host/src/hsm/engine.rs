@@ -165,12 +165,13 @@ impl HsmEngine {
         registry: &PluginRegistry,
     ) -> Result<(HsmEngine, Arc<VendorProfile>), StartError> {
         let library = config.hsm.library.as_deref();
-        let (profile, chosen_by) = select_provider(
-            registry,
-            config.hsm.provider.as_deref(),
-            library,
-            Pkcs11Context::manufacturer_of,
-        )?;
+        let (profile, chosen_by) =
+            select_provider(registry, config.hsm.provider.as_deref(), library, |lib| {
+                // The library reads `[hsm.env]` (KRYOPTIC_CONF, CS_PKCS11_R3_CFG...)
+                // in C_Initialize, also when only asked who made it.
+                super::env::apply_configured_env(&config.hsm.env);
+                Pkcs11Context::manufacturer_of(lib)
+            })?;
         let profile = Arc::new(profile.clone());
         let user_type = config
             .hsm

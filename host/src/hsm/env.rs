@@ -19,6 +19,16 @@ pub enum EnvAction {
     LeftUnset(String),
 }
 
+/// Exports `[hsm.env]` without overriding what the operator set, before the
+/// provider is known (to ask the library its manufacturer).
+pub fn apply_configured_env(configured: &BTreeMap<String, String>) {
+    for (name, value) in configured {
+        if std::env::var_os(name).is_none() {
+            std::env::set_var(name, value);
+        }
+    }
+}
+
 /// Applies `[hsm.env]` and the plugin's defaults to the process
 /// environment, never overriding a variable the operator exported.
 ///

@@ -1,0 +1,526 @@
+//! A real `kipuka serve` for end-to-end tests: a token with CA keys made by
+//! the token tools, CA certificates made by `kipuka ca init`, a TLS server
+//! certificate made by OpenSSL, a Basic user, and the server process on a
+//! loopback port. Clients are curl, the OpenSSL command line and strongSwan.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
+};
+
+use crate::{
+    artifacts::{kipuka_bin, out_of_tree_plugin, release_dir},
+    tokens::{openssl35, TestToken, TokenKind},
+};
+
+/// The Basic user every server has.
+pub const USER: &str = "alice";
+/// Its password.
+pub const PASSWORD: &str = "correct horse battery";
+const MLDSA_PASSPHRASE: &str = "pq passphrase";
+
+/// A running server and everything around it.
+pub struct EstServer {
+    /// Work folder (token, certificates, database, config).
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+    /// The token.
+    pub token: TestToken,
+    /// `https://127.0.0.1:PORT`.
+    pub base: String,
+    /// The TLS trust anchor for clients.
+    pub tls_ca: PathBuf,
+    /// The configuration file.
+    pub config: PathBuf,
+    child: Option<Child>,
+    /// Server stderr (logs).
+    pub log: PathBuf,
+}
+
+/// An HTTP answer as curl saw it.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    /// Status code (0 if curl failed).
+    pub status: u16,
+    /// Headers, lower-cased names.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// The `mldsa-keygen` helper of this package: cargo builds a package's
+/// binaries next to its integration tests (`target/<profile>/`), and this
+/// library code cannot use `CARGO_BIN_EXE_*`, which only tests see.
+fn mldsa_keygen() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = profile_dir.join("mldsa-keygen");
+    assert!(
+        bin.is_file(),
+        "{} missing: build the kipuka-tests binaries",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs a command; panics with its stderr if it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The OpenSSL 3.5 command line.
+pub fn openssl() -> Command {
+    Command::new(openssl35().unwrap())
+}
+
+impl EstServer {
+    /// Builds everything and starts the server (three CAs: `ec` P-256
+    /// default, `rsa` RSA-3072 PSS, `mldsa` ML-DSA-65 — native on Kryoptic,
+    /// software fallback on SoftHSM2).
+    pub fn start(kind: TokenKind) -> EstServer {
+        Self::start_with(kind, "")
+    }
+
+    /// Same, with extra TOML appended to the `[server]` table.
+    pub fn start_with(kind: TokenKind, server_extra: &str) -> EstServer {
+        let tmp = tempfile::Builder::new()
+            .prefix("kipuka-est-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
+        for sub in ["ca", "tls"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let token = TestToken::create(kind, &dir.join("token"), "kipuka-est")
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        for (label, key_type, id) in [
+            ("ec-ca-key", "EC:prime256v1", "01"),
+            ("rsa-ca-key", "rsa:3072", "02"),
+        ] {
+            let out = token
+                .pkcs11_tool([
+                    "--keypairgen",
+                    "--key-type",
+                    key_type,
+                    "--label",
+                    label,
+                    "--id",
+                    id,
+                    "--usage-sign",
+                ])
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mldsa = match kind {
+            TokenKind::Kryoptic => {
+                run(Command::new(mldsa_keygen())
+                    .args([
+                        token.module.to_str().unwrap(),
+                        &token.label,
+                        &token.user_pin,
+                        "mldsa-ca-key",
+                        "2",
+                    ])
+                    .arg(dir.join("mldsa.der"))
+                    .envs(token.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+                format!("key = \"pkcs11:token={};object=mldsa-ca-key\"", token.label)
+            }
+            TokenKind::SoftHsm2 => {
+                let key = dir.join("ca/mldsa-ca-key.p8");
+                run(openssl()
+                    .args(["genpkey", "-algorithm", "ML-DSA-65", "-out"])
+                    .arg(dir.join("mldsa-plain.pem")));
+                run(openssl()
+                    .args([
+                        "pkcs8",
+                        "-topk8",
+                        "-v2",
+                        "aes-256-cbc",
+                        "-passout",
+                        "env:KIPUKA_MLDSA_PASSPHRASE",
+                        "-in",
+                    ])
+                    .arg(dir.join("mldsa-plain.pem"))
+                    .arg("-out")
+                    .arg(&key)
+                    .env("KIPUKA_MLDSA_PASSPHRASE", MLDSA_PASSPHRASE));
+                format!("software_key = \"{}\"\nsoftware_key_passphrase_env = \"KIPUKA_MLDSA_PASSPHRASE\"", key.display())
+            }
+        };
+        // TLS: a test CA and a server certificate for 127.0.0.1.
+        let tls = dir.join("tls");
+        run(openssl()
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/CN=kipuka test TLS CA",
+                "-days",
+                "30",
+                "-keyout",
+            ])
+            .arg(tls.join("ca.key"))
+            .arg("-out")
+            .arg(tls.join("ca.pem")));
+        run(openssl()
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+            ])
+            .arg(tls.join("server.key"))
+            .arg("-out")
+            .arg(tls.join("server.csr")));
+        std::fs::write(
+            tls.join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(openssl()
+            .args(["x509", "-req", "-days", "30", "-in"])
+            .arg(tls.join("server.csr"))
+            .arg("-CA")
+            .arg(tls.join("ca.pem"))
+            .arg("-CAkey")
+            .arg(tls.join("ca.key"))
+            .arg("-extfile")
+            .arg(tls.join("ext.cnf"))
+            .arg("-out")
+            .arg(tls.join("server.pem")));
+
+        let hash = {
+            let mut child = Command::new(kipuka_bin())
+                .arg("hash-password")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(PASSWORD.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success());
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        let conf = &token.env[0];
+        let config = format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+tls_cert = "{tls}/server.pem"
+tls_key = "{tls}/server.key"
+max_body_bytes = 16384
+request_timeout_secs = 5
+shutdown_grace_secs = 5
+{server_extra}
+
+[plugins]
+dirs = ["{plugins}"]
+files = ["{nimbus}"]
+
+[hsm]
+library = "{module}"
+token_label = "{label}"
+pin_env = "KIPUKA_HSM_PIN"
+pool_size = 8
+health_check_interval_secs = 2
+env = {{ {conf_var} = "{conf_val}" }}
+
+[[ca]]
+id = "ec"
+default = true
+cert = "{dir}/ca/ec.pem"
+key = "pkcs11:token={label};object=ec-ca-key"
+[ca.profile]
+validity_days = 30
+extended_key_usage = ["clientAuth"]
+allowed_keys = ["ec:P-256", "ec:P-384"]
+
+[[ca]]
+id = "rsa"
+cert = "{dir}/ca/rsa.pem"
+key = "pkcs11:token={label};object=rsa-ca-key"
+rsa_scheme = "pss"
+[ca.profile]
+allowed_keys = ["rsa:2048", "rsa:3072"]
+
+[[ca]]
+id = "mldsa"
+cert = "{dir}/ca/mldsa.pem"
+{mldsa}
+[ca.profile]
+allowed_keys = ["ml-dsa-65", "ml-dsa-44", "ml-dsa-87"]
+
+[db]
+url = "sqlite://{dir}/kipuka.db"
+
+[[auth.users]]
+name = "{USER}"
+password_hash = "{hash}"
+
+[log]
+level = "info"
+"#,
+            tls = tls.display(),
+            plugins = release_dir().display(),
+            nimbus = out_of_tree_plugin().display(),
+            module = token.module.display(),
+            label = token.label,
+            conf_var = conf.0,
+            conf_val = conf.1,
+            dir = dir.display(),
+        );
+        let config_path = dir.join("kipuka.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut server = EstServer {
+            dir: dir.clone(),
+            _tmp: tmp,
+            token,
+            base: String::new(),
+            tls_ca: tls.join("ca.pem"),
+            config: config_path,
+            child: None,
+            log: dir.join("server.log"),
+        };
+        for (id, subject) in [
+            ("ec", "CN=kipuka test EC CA"),
+            ("rsa", "CN=kipuka test RSA CA"),
+            ("mldsa", "CN=kipuka test ML-DSA CA"),
+        ] {
+            run(server
+                .kipuka()
+                .args(["ca", "init", "--config"])
+                .arg(&server.config)
+                .args(["--ca", id, "--subject", subject, "--days", "60"]));
+        }
+        server.launch();
+        server
+    }
+
+    /// `kipuka` with the server's secrets in the environment.
+    pub fn kipuka(&self) -> Command {
+        let mut cmd = Command::new(kipuka_bin());
+        cmd.env("KIPUKA_HSM_PIN", &self.token.user_pin)
+            .env("KIPUKA_MLDSA_PASSPHRASE", MLDSA_PASSPHRASE)
+            .env_remove("SOFTHSM2_CONF")
+            .env_remove("KRYOPTIC_CONF");
+        cmd
+    }
+
+    /// Starts `kipuka serve` and waits for its "listening" line.
+    pub fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut child = self
+            .kipuka()
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("kipuka listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => self.base = url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "kipuka serve did not start:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// Sends SIGTERM and waits for the process to end.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        panic!("kipuka serve did not stop within 10 s of SIGTERM");
+    }
+
+    /// `https://127.0.0.1:PORT/.well-known/est[/label]/op`.
+    pub fn url(&self, label: Option<&str>, op: &str) -> String {
+        match label {
+            Some(l) => format!("{}/.well-known/est/{l}/{op}", self.base),
+            None => format!("{}/.well-known/est/{op}", self.base),
+        }
+    }
+
+    /// curl with the TLS anchor; `args` are extra curl arguments.
+    pub fn curl(&self, args: &[&str]) -> HttpAnswer {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, b) = (dir.path().join("h"), dir.path().join("b"));
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "--cacert"])
+            .arg(&self.tls_ca)
+            .arg("-D")
+            .arg(&h)
+            .arg("-o")
+            .arg(&b)
+            .args(["-w", "%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        let status = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        let headers = std::fs::read_to_string(&h)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                l.split_once(':')
+                    .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            })
+            .collect();
+        HttpAnswer {
+            status,
+            headers,
+            body: std::fs::read(&b).unwrap_or_default(),
+        }
+    }
+
+    /// A CSR (base64 of DER, as EST wants) and its key, made by OpenSSL.
+    pub fn csr(
+        &self,
+        name: &str,
+        key_args: &[&str],
+        subject: &str,
+        san: Option<&str>,
+    ) -> (PathBuf, PathBuf) {
+        let key = self.dir.join(format!("{name}.key"));
+        let der = self.dir.join(format!("{name}.csr.der"));
+        let mut cmd = openssl();
+        cmd.args(["req", "-new", "-nodes"])
+            .args(key_args)
+            .arg("-keyout")
+            .arg(&key)
+            .args(["-subj", subject, "-outform", "DER", "-out"])
+            .arg(&der);
+        if let Some(san) = san {
+            cmd.args(["-addext", &format!("subjectAltName={san}")]);
+        }
+        run(&mut cmd);
+        let b64 = self.dir.join(format!("{name}.csr.b64"));
+        run(openssl()
+            .args(["base64", "-in"])
+            .arg(&der)
+            .arg("-out")
+            .arg(&b64));
+        (b64, key)
+    }
+
+    /// The certificates of a certs-only answer, as PEM, via OpenSSL.
+    pub fn pkcs7_to_pem(&self, answer: &HttpAnswer, name: &str) -> PathBuf {
+        let b64 = self.dir.join(format!("{name}.p7.b64"));
+        std::fs::write(&b64, &answer.body).unwrap();
+        let der = self.dir.join(format!("{name}.p7.der"));
+        run(openssl()
+            .args(["base64", "-d", "-in"])
+            .arg(&b64)
+            .arg("-out")
+            .arg(&der));
+        let pem = self.dir.join(format!("{name}.pem"));
+        run(openssl()
+            .args(["pkcs7", "-inform", "DER", "-print_certs", "-in"])
+            .arg(&der)
+            .arg("-out")
+            .arg(&pem));
+        pem
+    }
+
+    /// `openssl verify -CAfile ca leaf` (OpenSSL 3.5, so ML-DSA works).
+    pub fn verify(&self, ca: &Path, leaf: &Path) -> Result<(), String> {
+        let out = openssl()
+            .args(["verify", "-CAfile"])
+            .arg(ca)
+            .arg(leaf)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+impl Drop for EstServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
