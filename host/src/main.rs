@@ -24,6 +24,11 @@ fn main() -> ExitCode {
             out,
             force,
         }) => cli::ca::init(&config, &ca, &subject, days, out.as_deref(), force),
+        Command::Ca(cli::CaCommand::KeygenSoftware {
+            set,
+            out,
+            passphrase_env,
+        }) => cli::ca::keygen_software(&set, &out, &passphrase_env),
         Command::Plugins(PluginsCommand::List { plugin_dirs, json }) => {
             cli::plugins::list(&plugin_dirs, json)
         }

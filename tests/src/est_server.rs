@@ -109,6 +109,16 @@ impl EstServer {
 
     /// Same, with extra TOML appended to the `[server]` table.
     pub fn start_with(kind: TokenKind, server_extra: &str) -> EstServer {
+        Self::start_custom(kind, server_extra, None)
+    }
+
+    /// Same, plus one more CA: `(id, toml)` where `toml` is a whole
+    /// `[[ca]]` block using the EC key; its certificate is made by `ca init`.
+    pub fn start_custom(
+        kind: TokenKind,
+        server_extra: &str,
+        extra_ca: Option<(&str, &str)>,
+    ) -> EstServer {
         let tmp = tempfile::Builder::new()
             .prefix("kipuka-est-")
             .tempdir()
@@ -315,6 +325,15 @@ level = "info"
             conf_val = conf.1,
             dir = dir.display(),
         );
+        let config = match extra_ca {
+            Some((_, block)) => format!(
+                "{config}\n{}\n",
+                block
+                    .replace("{dir}", &dir.display().to_string())
+                    .replace("{label}", &token.label)
+            ),
+            None => config,
+        };
         let config_path = dir.join("kipuka.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut server = EstServer {
@@ -327,11 +346,15 @@ level = "info"
             child: None,
             log: dir.join("server.log"),
         };
-        for (id, subject) in [
+        let mut cas = vec![
             ("ec", "CN=kipuka test EC CA"),
             ("rsa", "CN=kipuka test RSA CA"),
             ("mldsa", "CN=kipuka test ML-DSA CA"),
-        ] {
+        ];
+        if let Some((id, _)) = extra_ca {
+            cas.push((id, "CN=kipuka test extra CA"));
+        }
+        for (id, subject) in cas {
             run(server
                 .kipuka()
                 .args(["ca", "init", "--config"])
@@ -376,7 +399,9 @@ level = "info"
                 }
             }
         });
-        match rx.recv_timeout(Duration::from_secs(60)) {
+        // Generous: on a loaded 2-core CI machine start-up (plugins, login, key
+        // checks) can take tens of seconds.
+        match rx.recv_timeout(Duration::from_secs(180)) {
             Ok(url) => self.base = url,
             Err(_) => {
                 let _ = child.kill();

@@ -621,3 +621,168 @@ fn every_certificate_issued_before_a_restart_is_in_the_store_after_it() {
     ]);
     assert_eq!(a.status, 200, "{}", a.text());
 }
+
+#[test]
+fn health_and_readiness_endpoints_answer() {
+    let s = EstServer::start(TokenKind::SoftHsm2);
+    let h = s.curl(&[&format!("{}/healthz", s.base)]);
+    assert_eq!((h.status, h.text().as_str()), (200, "ok\n"));
+    let r = s.curl(&[&format!("{}/readyz", s.base)]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "ec healthy\nrsa healthy\nmldsa healthy\n");
+}
+
+/// One HTTP/1.1 exchange on a TLS 1.3 connection whose tls-exporter value
+/// (RFC 9266) is handed to `make_body` first, so the CSR can carry it.
+fn post_on_bound_connection(
+    s: &EstServer,
+    path: &str,
+    make_body: impl FnOnce(&[u8; 32]) -> Vec<u8>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&s.tls_ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let addr = s.base.trim_start_matches("https://");
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
+    }
+    let exporter = tls
+        .conn
+        .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+        .unwrap();
+    let body = make_body(&exporter);
+    use base64ct::Encoding;
+    let auth = base64ct::Base64::encode_string(format!("{USER}:{PASSWORD}").as_bytes());
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: kipuka-test\r\nAuthorization: Basic {auth}\r\nContent-Type: application/pkcs10\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).unwrap();
+    tls.write_all(&body).unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+fn csr_with_challenge(s: &EstServer, name: &str, challenge: &str) -> Vec<u8> {
+    let cnf = s.dir.join(format!("{name}.cnf"));
+    std::fs::write(
+        &cnf,
+        format!("[req]\ndistinguished_name = dn\nattributes = attrs\nprompt = no\n[dn]\nCN = {name}\n[attrs]\nchallengePassword = {challenge}\n"),
+    )
+    .unwrap();
+    let der = s.dir.join(format!("{name}.csr.der"));
+    run(openssl()
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+        ])
+        .arg(s.dir.join(format!("{name}.key")))
+        .arg("-config")
+        .arg(&cnf)
+        .args(["-outform", "DER", "-out"])
+        .arg(&der));
+    let out = run(openssl().args(["base64", "-in"]).arg(&der));
+    out.stdout
+}
+
+#[test]
+fn a_ca_that_requires_channel_binding_checks_the_tls_exporter_in_challenge_password() {
+    let bound = r#"[[ca]]
+id = "bound"
+cert = "{dir}/ca/bound.pem"
+key = "pkcs11:token={label};object=ec-ca-key"
+[ca.profile]
+require_tls_exporter = true
+allowed_keys = ["ec:P-256"]
+"#;
+    let s = EstServer::start_custom(TokenKind::SoftHsm2, "", Some(("bound", bound)));
+    let path = "/.well-known/est/bound/simpleenroll";
+    use base64ct::Encoding;
+
+    // The CSR carries this connection's tls-exporter: issued.
+    let (status, text) = post_on_bound_connection(&s, path, |exporter| {
+        csr_with_challenge(&s, "bound-ok", &base64ct::Base64::encode_string(exporter))
+    });
+    assert_eq!(status, 200, "{text}");
+
+    // The value of another connection: refused.
+    let (_, _) = post_on_bound_connection(&s, "/.well-known/est/cacerts", |_| Vec::new());
+    let stale = {
+        let mut other = [0u8; 32];
+        let (_, _) = post_on_bound_connection(&s, "/.well-known/est/bound/cacerts", |e| {
+            other = *e;
+            Vec::new()
+        });
+        base64ct::Base64::encode_string(&other)
+    };
+    let (status, text) =
+        post_on_bound_connection(&s, path, |_| csr_with_challenge(&s, "bound-stale", &stale));
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("does not match this TLS connection's tls-exporter value"),
+        "{text}"
+    );
+
+    // No challengePassword at all: refused, saying what is needed.
+    let plain = s.curl(&[
+        "-u",
+        &basic(),
+        "-H",
+        PKCS10,
+        "--data-binary",
+        &format!(
+            "@{}",
+            s.csr("bound-none", &key_args("ec"), "/CN=none", None)
+                .0
+                .display()
+        ),
+        &s.url(Some("bound"), "simpleenroll"),
+    ]);
+    assert_eq!(plain.status, 403, "{}", plain.text());
+    assert!(plain.text().contains("RFC 9266"), "{}", plain.text());
+
+    // /csrattrs tells clients about it.
+    let attrs = s.curl(&[&s.url(Some("bound"), "csrattrs")]);
+    let b64 = s.dir.join("bound.attrs");
+    std::fs::write(&b64, &attrs.body).unwrap();
+    let der = s.dir.join("bound.attrs.der");
+    run(openssl()
+        .args(["base64", "-d", "-in"])
+        .arg(&b64)
+        .arg("-out")
+        .arg(&der));
+    let parsed = String::from_utf8(
+        run(openssl()
+            .args(["asn1parse", "-inform", "DER", "-in"])
+            .arg(&der))
+        .stdout,
+    )
+    .unwrap();
+    assert!(parsed.contains("challengePassword"), "{parsed}");
+}

@@ -4,7 +4,10 @@
 //!   Kryoptic into a cache, prints `export NAME=value` lines (stdout) and writes them to
 //!   `target/kipuka-test-env.sh`. Progress goes to stderr, so `eval "$(cargo xtask deps)"` works.
 //! * `cargo xtask test` — `deps`, then fmt, clippy, build and test (release profile).
+//! * `cargo xtask demo [--port N]` — kipuka on a SoftHSM2 token in `target/kipuka-demo/`
+//!   (kept between runs), then `kipuka serve` in the foreground.
 
+mod demo;
 mod deps;
 mod kryoptic;
 mod openssl;
@@ -20,10 +23,15 @@ usage: cargo xtask <command>
 commands:
   deps    install Debian packages, build OpenSSL 3.5 and Kryoptic (cached), print the test env
   test    deps, then cargo fmt --check, clippy -D warnings, build and test (all --release)
+  {DEMO}
   help    print this message
 
 environment:
   KIPUKA_CACHE   cache directory for the OpenSSL and Kryoptic builds (default ~/.cache/kipuka)";
+
+fn usage() -> String {
+    USAGE.replace("{DEMO}", demo::USAGE)
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,16 +43,22 @@ fn main() -> ExitCode {
     {
         ["deps"] => deps::run().map(|env| print!("{}", env.to_shell())),
         ["test"] => test::run(),
+        // Returns only on error: it execs `kipuka serve`.
+        ["demo", rest @ ..] => demo::run(rest),
         ["help" | "-h" | "--help"] => {
-            println!("{USAGE}");
+            println!("{}", usage());
             Ok(())
         }
         [] => {
-            eprintln!("error: no command given\n\n{USAGE}");
+            eprintln!("error: no command given\n\n{}", usage());
             return ExitCode::from(2);
         }
         other => {
-            eprintln!("error: unknown command `{}`\n\n{USAGE}", other.join(" "));
+            eprintln!(
+                "error: unknown command `{}`\n\n{}",
+                other.join(" "),
+                usage()
+            );
             return ExitCode::from(2);
         }
     };

@@ -1,5 +1,7 @@
 //! `kipuka ca init`: a self-signed CA certificate for a key in the HSM (or
-//! the software ML-DSA key), written where `[[ca]] cert` says.
+//! the software ML-DSA key), written where `[[ca]] cert` says; and
+//! `kipuka ca keygen-software`: a new encrypted ML-DSA key file for the
+//! software fallback.
 
 use std::{path::Path, process::ExitCode};
 
@@ -78,4 +80,75 @@ fn run(
     }
     std::fs::write(out, pem).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(out.display().to_string())
+}
+
+/// Writes a new ML-DSA key (parameter set `44`, `65` or `87`) as an encrypted
+/// PKCS#8 PEM to `out` (mode 0600), encrypted under the passphrase in the
+/// environment variable `passphrase_env`; refuses to overwrite `out`.
+pub fn keygen_software(set: &str, out: &Path, passphrase_env: &str) -> ExitCode {
+    match run_keygen(set, out, passphrase_env) {
+        Ok(()) => {
+            println!("wrote an encrypted ML-DSA-{set} key to {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kipuka ca keygen-software: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_keygen(set: &str, out: &Path, passphrase_env: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    use kipuka_plugin_api::MlDsaParameterSet;
+    use secrecy::{ExposeSecret, SecretString};
+
+    use crate::hsm::pqc_fallback::SoftwarePqcFallback;
+
+    let set = match set {
+        "44" => MlDsaParameterSet::ML_DSA_44,
+        "65" => MlDsaParameterSet::ML_DSA_65,
+        "87" => MlDsaParameterSet::ML_DSA_87,
+        other => {
+            return Err(format!(
+                "unknown ML-DSA parameter set {other:?} (44, 65, 87)"
+            ))
+        }
+    };
+    let passphrase = match std::env::var(passphrase_env) {
+        Ok(v) => SecretString::from(v),
+        Err(std::env::VarError::NotPresent) => {
+            return Err(format!("environment variable {passphrase_env} is not set"))
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(format!(
+                "environment variable {passphrase_env} is not valid UTF-8"
+            ))
+        }
+    };
+    if passphrase.expose_secret().is_empty() {
+        return Err(format!("environment variable {passphrase_env} is empty"));
+    }
+    if out.exists() {
+        return Err(format!("{} exists; it is never replaced", out.display()));
+    }
+    let key = SoftwarePqcFallback::generate(set).map_err(|e| e.to_string())?;
+    let pem = key
+        .to_encrypted_pkcs8_pem(&passphrase)
+        .map_err(|e| e.to_string())?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    // create_new: never replace a file that appeared since the check above.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    file.write_all(pem.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("{}: {e}", out.display()))
 }

@@ -94,6 +94,19 @@ pub enum CaCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Generate an ML-DSA key for the software fallback
+    /// (`[[ca]] software_key`): an encrypted PKCS#8 PEM, mode 0600.
+    KeygenSoftware {
+        /// ML-DSA parameter set: 44, 65 or 87.
+        #[arg(long, value_parser = ["44", "65", "87"])]
+        set: String,
+        /// The file to write; an existing file is never replaced.
+        #[arg(long)]
+        out: PathBuf,
+        /// The environment variable holding the passphrase.
+        #[arg(long, value_name = "VAR")]
+        passphrase_env: String,
+    },
 }
 
 /// `kipuka hash-password`: one line of standard input (without its line
