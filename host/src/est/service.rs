@@ -270,7 +270,12 @@ impl EstService {
     ) -> Result<EstReply, EstError> {
         let der =
             decode_body(body, self.max_body).map_err(|e| EstError::BadRequest(e.to_string()))?;
-        let csr = verify_csr(&der).map_err(|e| EstError::BadRequest(format!("CSR: {e}")))?;
+        // Signature checks cost up to tens of milliseconds (RSA-4096,
+        // ML-DSA-87): keep them off the async workers.
+        let csr = tokio::task::spawn_blocking(move || verify_csr(&der))
+            .await
+            .map_err(|e| EstError::Internal(format!("CSR check failed: {e}")))?
+            .map_err(|e| EstError::BadRequest(format!("CSR: {e}")))?;
         if ca.config.profile.require_tls_exporter {
             check_channel_binding(&csr, conn)?;
         }
