@@ -98,65 +98,9 @@ fn parse_port(args: &[&str]) -> Result<u16> {
     }
 }
 
-fn installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .stderr(Stdio::null())
-        .output()
-        .is_ok_and(|o| o.status.success() && o.stdout.ends_with(b" installed"))
-}
-
 /// Installs the missing demo packages with apt (as root), saying which and why.
 fn ensure_packages() -> Result<()> {
-    if Command::new("dpkg-query")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        bail!("dpkg-query not found: `cargo xtask demo` supports Debian 12; install softhsm2, opensc, openssl and curl");
-    }
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .map(|(p, _)| *p)
-        .filter(|p| !installed(p))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    if !root {
-        bail!(
-            "missing Debian packages: {m}\nrun as root: apt-get update && apt-get install -y {m}",
-            m = missing.join(" ")
-        );
-    }
-    for (pkg, why) in PACKAGES.iter().filter(|(p, _)| missing.contains(p)) {
-        eprintln!("==> installing {pkg} with apt ({why})");
-    }
-    util::run(
-        Command::new("apt-get")
-            .args(["update", "-q"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null()),
-    )?;
-    util::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null()),
-    )?;
-    let still: Vec<&str> = missing.into_iter().filter(|p| !installed(p)).collect();
-    if !still.is_empty() {
-        bail!(
-            "apt-get reported success but these are still missing: {}",
-            still.join(" ")
-        );
-    }
-    Ok(())
+    crate::packages::ensure_list(PACKAGES, "cargo xtask demo")
 }
 
 /// 24 random bytes from the kernel, hex-encoded.

@@ -45,27 +45,33 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
-/// Installs the missing packages with apt (root only).
+/// Installs the missing packages the tests need with apt (root only).
 pub fn ensure() -> Result<()> {
+    ensure_list(PACKAGES, "cargo xtask deps")
+}
+
+/// Installs the missing packages of `packages` (name, why) with apt (root
+/// only), naming each and why; `who` is the command, for messages.
+pub fn ensure_list(packages: &[(&str, &str)], who: &str) -> Result<()> {
     if Command::new("dpkg-query")
         .arg("--version")
         .output()
         .is_err()
     {
-        let all: Vec<&str> = PACKAGES.iter().map(|(p, _)| *p).collect();
+        let all: Vec<&str> = packages.iter().map(|(p, _)| *p).collect();
         bail!(
-            "dpkg-query not found: `cargo xtask deps` supports Debian 12 (or a close derivative); \
+            "dpkg-query not found: `{who}` supports Debian 12 (or a close derivative); \
              install the equivalents of: {}",
             all.join(" ")
         );
     }
-    let missing: Vec<&str> = PACKAGES
+    let missing: Vec<&str> = packages
         .iter()
         .map(|(p, _)| *p)
         .filter(|p| !installed(p))
         .collect();
     if missing.is_empty() {
-        eprintln!("==> Debian packages: all {} present", PACKAGES.len());
+        eprintln!("==> Debian packages: all {} present", packages.len());
         return Ok(());
     }
     if !is_root() {
@@ -75,7 +81,7 @@ pub fn ensure() -> Result<()> {
         );
     }
     for pkg in &missing {
-        let why = PACKAGES
+        let why = packages
             .iter()
             .find(|(p, _)| p == pkg)
             .map_or("", |(_, w)| *w);

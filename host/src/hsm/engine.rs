@@ -308,8 +308,9 @@ impl HsmEngine {
                     .key
                     .parse()
                     .map_err(|e| ca_error(ca, format!("key {:?}: {e}", ca.key)))?;
-                let probe = self.probe_scheme(ca, &uri)?;
-                let (info, signer) = HsmKeySigner::open(&self.pool, &uri, probe)?;
+                let (info, signer) =
+                    HsmKeySigner::open_choosing(&self.pool, &uri, |alg| scheme_for(ca, alg))?;
+                let scheme = scheme_for(ca, info.algorithm);
                 let signer = signer.ok_or_else(|| {
                     ca_error(
                         ca,
@@ -333,7 +334,7 @@ impl HsmEngine {
                 (
                     CaSigner::Hsm(Box::new(signer)),
                     info.algorithm,
-                    probe,
+                    scheme,
                     mechanism,
                     info.public_key_spki.clone(),
                 )
@@ -357,27 +358,23 @@ impl HsmEngine {
             warnings,
         })
     }
+}
 
-    /// The scheme for `ca`'s key: RSA from the configuration, ECDSA from the
-    /// curve, ML-DSA from the parameter set. Reads the key type first.
-    fn probe_scheme(&self, ca: &CaConfig, uri: &Pkcs11Uri) -> Result<SignatureScheme, StartError> {
-        let info = self.pool.run_blocking(&|s| {
-            let h = super::keys::find_private_key(s, uri)?;
-            super::keys::read_key_info(s, uri, h)
-        })?;
-        let hash = match ca.hash {
-            HashChoice::Sha256 => HashAlg::SHA256,
-            HashChoice::Sha384 => HashAlg::SHA384,
-            HashChoice::Sha512 => HashAlg::SHA512,
-        };
-        Ok(match info.algorithm {
-            KeyAlgorithm::Rsa { .. } => match ca.rsa_scheme {
-                RsaScheme::Pkcs1 => SignatureScheme::RsaPkcs1(hash),
-                RsaScheme::Pss => SignatureScheme::RsaPss(hash),
-            },
-            KeyAlgorithm::Ec { curve } => SignatureScheme::Ecdsa(ecdsa_hash(curve)),
-            KeyAlgorithm::MlDsa { .. } => SignatureScheme::MlDsa,
-        })
+/// The scheme for `ca`'s key: RSA from the configuration, ECDSA from the
+/// curve, ML-DSA from the parameter set.
+fn scheme_for(ca: &CaConfig, algorithm: KeyAlgorithm) -> SignatureScheme {
+    let hash = match ca.hash {
+        HashChoice::Sha256 => HashAlg::SHA256,
+        HashChoice::Sha384 => HashAlg::SHA384,
+        HashChoice::Sha512 => HashAlg::SHA512,
+    };
+    match algorithm {
+        KeyAlgorithm::Rsa { .. } => match ca.rsa_scheme {
+            RsaScheme::Pkcs1 => SignatureScheme::RsaPkcs1(hash),
+            RsaScheme::Pss => SignatureScheme::RsaPss(hash),
+        },
+        KeyAlgorithm::Ec { curve } => SignatureScheme::Ecdsa(ecdsa_hash(curve)),
+        KeyAlgorithm::MlDsa { .. } => SignatureScheme::MlDsa,
     }
 }
 

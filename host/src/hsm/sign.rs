@@ -93,6 +93,24 @@ fn pick(h: HashAlg, ids: [MechanismId; 3]) -> Option<MechanismId> {
     hash_index(h).map(|i| ids[i])
 }
 
+/// The host-hashing mechanism `host` when it is usable (`host_usable`),
+/// else the token's hash-and-sign `token_hash` when both plugin and token
+/// have it, else None.
+fn host_or_token_hash(
+    ctx: &Pkcs11Context,
+    host: MechanismId,
+    host_usable: bool,
+    token_hash: MechanismId,
+) -> Option<SignMechanism> {
+    if host_usable {
+        Some(SignMechanism::HostHash(host))
+    } else if ctx.usable(token_hash, Operations::SIGN) {
+        Some(SignMechanism::TokenHash(token_hash))
+    } else {
+        None
+    }
+}
+
 /// Chooses the mechanism for `scheme` on a key of `algorithm`, or says
 /// precisely why the vendor/token cannot. `Ok(None)` for ML-DSA means: no
 /// native support, use the software fallback if one is configured.
@@ -120,15 +138,14 @@ pub fn choose_mechanism(
                 ],
             )
             .ok_or_else(|| unsupported(format!("RSASSA-PKCS1-v1_5 with {h}")))?;
-            if ctx.usable(MechanismId::RSA_PKCS, sign) {
-                Ok(Some(SignMechanism::HostHash(MechanismId::RSA_PKCS)))
-            } else if ctx.usable(token_hash, sign) {
-                Ok(Some(SignMechanism::TokenHash(token_hash)))
-            } else {
-                Err(unsupported(format!(
-                    "CKM_RSA_PKCS or {token_hash} (RSASSA-PKCS1-v1_5 with {h})"
-                )))
-            }
+            let host = ctx.usable(MechanismId::RSA_PKCS, sign);
+            host_or_token_hash(ctx, MechanismId::RSA_PKCS, host, token_hash)
+                .ok_or_else(|| {
+                    unsupported(format!(
+                        "CKM_RSA_PKCS or {token_hash} (RSASSA-PKCS1-v1_5 with {h})"
+                    ))
+                })
+                .map(Some)
         }
         (KeyAlgorithm::Rsa { .. }, SignatureScheme::RsaPss(h)) => {
             let token_hash = pick(
@@ -143,15 +160,14 @@ pub fn choose_mechanism(
             let pss_has_hash = p
                 .mechanism(MechanismId::RSA_PKCS_PSS)
                 .is_some_and(|m| m.hashes.is_empty() || m.hashes.contains(&h));
-            if ctx.usable(MechanismId::RSA_PKCS_PSS, sign) && pss_has_hash {
-                Ok(Some(SignMechanism::HostHash(MechanismId::RSA_PKCS_PSS)))
-            } else if ctx.usable(token_hash, sign) {
-                Ok(Some(SignMechanism::TokenHash(token_hash)))
-            } else {
-                Err(unsupported(format!(
-                    "CKM_RSA_PKCS_PSS or {token_hash} (RSASSA-PSS with {h})"
-                )))
-            }
+            let host = ctx.usable(MechanismId::RSA_PKCS_PSS, sign) && pss_has_hash;
+            host_or_token_hash(ctx, MechanismId::RSA_PKCS_PSS, host, token_hash)
+                .ok_or_else(|| {
+                    unsupported(format!(
+                        "CKM_RSA_PKCS_PSS or {token_hash} (RSASSA-PSS with {h})"
+                    ))
+                })
+                .map(Some)
         }
         (KeyAlgorithm::Ec { curve }, SignatureScheme::Ecdsa(h)) => {
             if h != ecdsa_hash(curve) {
@@ -169,13 +185,10 @@ pub fn choose_mechanism(
                 ],
             )
             .expect("curve hashes are SHA-2");
-            if ctx.usable(MechanismId::ECDSA, sign) {
-                Ok(Some(SignMechanism::HostHash(MechanismId::ECDSA)))
-            } else if ctx.usable(token_hash, sign) {
-                Ok(Some(SignMechanism::TokenHash(token_hash)))
-            } else {
-                Err(unsupported(format!("CKM_ECDSA or {token_hash} on {curve}")))
-            }
+            let host = ctx.usable(MechanismId::ECDSA, sign);
+            host_or_token_hash(ctx, MechanismId::ECDSA, host, token_hash)
+                .ok_or_else(|| unsupported(format!("CKM_ECDSA or {token_hash} on {curve}")))
+                .map(Some)
         }
         (KeyAlgorithm::MlDsa { .. }, SignatureScheme::MlDsa) => match p.ml_dsa.native {
             MlDsaAccess::PKCS11_3_2 if ctx.token_has(MechanismId::ML_DSA) => {

@@ -83,10 +83,21 @@ impl HsmKeySigner {
         uri: &Pkcs11Uri,
         scheme: SignatureScheme,
     ) -> Result<(KeyInfo, Option<Self>), HsmError> {
+        Self::open_choosing(pool, uri, |_| scheme)
+    }
+
+    /// Like [`HsmKeySigner::open`], with the scheme chosen from the key's
+    /// algorithm as read from the token (one lookup, not two).
+    pub fn open_choosing(
+        pool: &Arc<SessionPool>,
+        uri: &Pkcs11Uri,
+        choose: impl FnOnce(KeyAlgorithm) -> SignatureScheme,
+    ) -> Result<(KeyInfo, Option<Self>), HsmError> {
         let info = pool.run_blocking(&|s| {
             let handle = find_private_key(s, uri)?;
             read_key_info(s, uri, handle)
         })?;
+        let scheme = choose(info.algorithm);
         let mechanism =
             choose_mechanism(pool.context(), info.algorithm, scheme).map_err(|e| match e {
                 HsmError::Key { reason, .. } => HsmError::Key {
