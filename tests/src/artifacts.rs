@@ -118,3 +118,27 @@ pub fn out_of_tree_plugin() -> PathBuf {
         std::env::consts::DLL_SUFFIX
     ))
 }
+
+/// The test-only PKCS#11 module `tests/pkcs11-shim` (forwards to SoftHSM2 or
+/// Kryoptic and emulates a vendor's limits and faults), built in the
+/// workspace's release folder. Its file name is not a plugin's, so the
+/// host's plugin scan of that folder does not pick it up.
+pub fn pkcs11_shim() -> PathBuf {
+    static SHIM: OnceLock<PathBuf> = OnceLock::new();
+    SHIM.get_or_init(|| {
+        let root = workspace_root();
+        run_cargo(
+            &["build", "--release", "--quiet", "-p", "kipuka-pkcs11-shim"],
+            &root,
+            "the PKCS#11 test shim",
+        );
+        let path = root.join("target").join("release").join(format!(
+            "{}kipuka_pkcs11_shim{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ));
+        assert!(path.is_file(), "{} missing after the build", path.display());
+        path
+    })
+    .clone()
+}
