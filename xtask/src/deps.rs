@@ -1,6 +1,6 @@
 //! `cargo xtask deps`: Debian packages, OpenSSL 3.5 and Kryoptic, and the test environment.
 
-use crate::{kryoptic, openssl, packages, util};
+use crate::{cargo_fuzz, kryoptic, openssl, packages, util};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -131,6 +131,7 @@ pub fn run() -> Result<TestEnv> {
     let sources = fetch_sources(&cache)?;
     let ossl = openssl::ensure(&cache, &sources)?;
     let kryoptic = kryoptic::ensure(&cache, &sources, &ossl)?;
+    let cargo_fuzz_bin = cargo_fuzz::ensure(&cache)?;
 
     let env = TestEnv {
         vars: vec![
@@ -140,6 +141,8 @@ pub fn run() -> Result<TestEnv> {
             ),
             ("KIPUKA_TEST_KRYOPTIC_MODULE", kryoptic),
             ("KIPUKA_TEST_OPENSSL", ossl.bin),
+            // The folder of `cargo-fuzz`, for tests/tests/fuzz_smoke.rs.
+            ("KIPUKA_TEST_CARGO_FUZZ_BIN", cargo_fuzz_bin),
         ],
     };
     let target = util::target_dir();

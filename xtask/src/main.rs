@@ -1,12 +1,13 @@
 //! `cargo xtask`: developer and CI tasks for kipuka.
 //!
 //! * `cargo xtask deps` — installs the Debian packages the tests need, builds OpenSSL 3.5 and
-//!   Kryoptic into a cache, prints `export NAME=value` lines (stdout) and writes them to
+//!   Kryoptic into a cache, installs cargo-fuzz into it, prints `export NAME=value` lines (stdout) and writes them to
 //!   `target/kipuka-test-env.sh`. Progress goes to stderr, so `eval "$(cargo xtask deps)"` works.
 //! * `cargo xtask test` — `deps`, then fmt, clippy, build and test (release profile).
 //! * `cargo xtask demo [--port N]` — kipuka on a SoftHSM2 token in `target/kipuka-demo/`
 //!   (kept between runs), then `kipuka serve` in the foreground.
 
+mod cargo_fuzz;
 mod demo;
 mod deps;
 mod kryoptic;
@@ -21,13 +22,14 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  deps    install Debian packages, build OpenSSL 3.5 and Kryoptic (cached), print the test env
+  deps    install Debian packages, build OpenSSL 3.5 and Kryoptic, install cargo-fuzz (cached),
+          print the test env
   test    deps, then cargo fmt --check, clippy -D warnings, build and test (all --release)
   {DEMO}
   help    print this message
 
 environment:
-  KIPUKA_CACHE   cache directory for the OpenSSL and Kryoptic builds (default ~/.cache/kipuka)";
+  KIPUKA_CACHE   cache directory for the OpenSSL and Kryoptic builds and cargo-fuzz (default ~/.cache/kipuka)";
 
 fn usage() -> String {
     USAGE.replace("{DEMO}", demo::USAGE)
