@@ -256,6 +256,105 @@ fn head_len(request: &[u8]) -> usize {
     request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4
 }
 
+/// A password no log line or stored event may contain.
+const WRONG_PASSWORD: &str = "wrong-password-marker-5f1c";
+
+fn wrong_password_header() -> String {
+    format!(
+        "Basic {}",
+        base64ct::Base64::encode_string(format!("{USER}:{WRONG_PASSWORD}").as_bytes())
+    )
+}
+
+/// The server's log and its store (SQLite files) hold none of the secrets
+/// it was given or sent: the Basic passwords (right and wrong, plain and in
+/// their Authorization form) and the token PIN.
+fn assert_no_secret_at_rest(s: &EstServer) {
+    let secrets = [
+        PASSWORD.to_string(),
+        basic_header().trim_start_matches("Basic ").to_string(),
+        WRONG_PASSWORD.to_string(),
+        wrong_password_header()
+            .trim_start_matches("Basic ")
+            .to_string(),
+        s.token.user_pin.clone(),
+    ];
+    let mut files = vec![s.log.clone()];
+    for entry in std::fs::read_dir(&s.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("kipuka.db"))
+        {
+            files.push(path);
+        }
+    }
+    assert!(
+        files.len() >= 2,
+        "no store files next to the log in {}",
+        s.dir.display()
+    );
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        for secret in &secrets {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} contains the secret {secret:?}",
+                file.display()
+            );
+        }
+    }
+    // The refusal itself was recorded (the scan looked at the right place).
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(log.contains("unknown user or wrong password"), "{log}");
+}
+
+/// TLS: only 1.2 and 1.3, only AEAD suites. Checked with the OpenSSL
+/// client, each refusal next to an accepted control.
+fn assert_tls_settings(s: &EstServer) {
+    let connect = |args: &[&str]| {
+        openssl()
+            .args(["s_client", "-connect", &addr(s), "-CAfile"])
+            .arg(&s.tls_ca)
+            .args(["-verify_return_error", "-brief"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for (args, accepted) in [
+        (&["-tls1_3"][..], true),
+        (
+            &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"][..],
+            true,
+        ),
+        (
+            &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0"][..],
+            false,
+        ),
+        (
+            &[
+                "-tls1_2",
+                "-cipher",
+                "ECDHE-ECDSA-AES256-SHA384:@SECLEVEL=0",
+            ][..],
+            false,
+        ),
+        (&["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"][..], false),
+        (&["-tls1", "-cipher", "DEFAULT:@SECLEVEL=0"][..], false),
+    ] {
+        let out = connect(args);
+        assert_eq!(
+            out.status.success(),
+            accepted,
+            "openssl s_client {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn basic_header() -> String {
     format!(
         "Basic {}",
@@ -849,6 +948,22 @@ fn common_cases(good_der: &[u8]) -> Vec<Case> {
         ));
     }
 
+    // Credentials that must never reach the log or the store.
+    cases.push(fast(
+        "a wrong Basic password",
+        request(
+            b"POST",
+            b"/.well-known/est/simpleenroll",
+            &[
+                (b"Authorization", wrong_password_header().as_bytes()),
+                (b"Content-Type", b"application/pkcs10"),
+            ],
+            &good_b64,
+        ),
+        401,
+        "unknown user or wrong password",
+    ));
+
     // A million-line body: over any limit either way.
     cases.push(fast(
         "a million-line base64 body (5 MB)",
@@ -928,4 +1043,6 @@ fn hostile_requests_get_bounded_precise_refusals_while_enrollments_continue() {
         within: PROMPT,
     });
     table_during_enrollments(&s, "512 KiB limit", &table);
+    assert_tls_settings(&s);
+    assert_no_secret_at_rest(&s);
 }
