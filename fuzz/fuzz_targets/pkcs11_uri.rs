@@ -1,6 +1,6 @@
 //! The RFC 7512 `pkcs11:` URI parser (`kipuka::hsm::Pkcs11Uri: FromStr`) on
 //! arbitrary text. What it accepts must print (Display) to a URI that parses
-//! back to the same value.
+//! back to the same value (query values excepted: Display hides them).
 #![no_main]
 
 use kipuka::hsm::Pkcs11Uri;
@@ -16,7 +16,13 @@ fuzz_target!(|data: &[u8]| {
             let again: Pkcs11Uri = printed.parse().unwrap_or_else(|e| {
                 panic!("{printed:?} (printed from {text:?}) does not parse: {e}")
             });
-            assert_eq!(again, uri, "{text:?} -> {printed:?}");
+            // Display never prints query values (`pin-value` may be a
+            // PIN): they come back as "...". Everything else is kept.
+            let mut expected = uri.clone();
+            for (_, value) in &mut expected.query {
+                *value = "...".to_string();
+            }
+            assert_eq!(again, expected, "{text:?} -> {printed:?}");
         }
         Err(e) => {
             let _ = e.to_string();
