@@ -20,7 +20,13 @@ use kipuka_tests::artifacts::workspace_root;
 const SECONDS: u32 = 20;
 
 /// The targets, as in fuzz/Cargo.toml.
-const TARGETS: [&str; 4] = ["csr", "base64_body", "pkcs11_uri", "config"];
+const TARGETS: [&str; 5] = [
+    "csr",
+    "base64_body",
+    "pkcs11_uri",
+    "config",
+    "serverkeygen_attrs",
+];
 
 fn cargo_fuzz_bin() -> PathBuf {
     let dir = std::env::var_os("KIPUKA_TEST_CARGO_FUZZ_BIN").map(PathBuf::from).expect(
