@@ -461,15 +461,6 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses and validates TOML text the way [`load`](Self::load) treats a
-    /// file's content (the same parse and validation), without reading the
-    /// environment: for the fuzzer and for tests.
-    pub fn load_str(toml: &str) -> Result<Config, ConfigError> {
-        let (_, config) = parse_toml(toml, Origin::Inline)?;
-        config.validate()?;
-        Ok(config)
-    }
-
     /// The CA served at `/.well-known/est/<label>/...`.
     pub fn ca_by_label(&self, label: &str) -> Option<&CaConfig> {
         self.ca.iter().find(|ca| ca.label() == label)
