@@ -142,3 +142,19 @@ pub fn pkcs11_shim() -> PathBuf {
     })
     .clone()
 }
+
+/// The `kipuka-bench` load generator, built in the workspace's release
+/// output folder (a no-op under `cargo xtask test`, which builds it).
+pub fn bench_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = workspace_root();
+        run_cargo(
+            &["build", "--release", "--quiet", "-p", "kipuka-bench"],
+            &root,
+            "kipuka-bench",
+        );
+        root.join("target").join("release").join("kipuka-bench")
+    })
+    .clone()
+}

@@ -1,0 +1,94 @@
+//! `--url`: where the enrollments go.
+
+use crate::error::BenchError;
+
+/// A parsed enrollment URL.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// As given.
+    pub url: String,
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Path (and query) to POST to.
+    pub path: String,
+}
+
+impl Target {
+    /// Parses an `https://host[:port]/.well-known/est[/label]/simpleenroll` URL.
+    pub fn parse(url: &str) -> Result<Self, BenchError> {
+        let bad = |reason: &str| BenchError::BadUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+        match uri.scheme_str() {
+            Some("https") => {}
+            Some(other) => {
+                return Err(bad(&format!(
+                    "the scheme is {other}; EST runs over TLS: use https://"
+                )))
+            }
+            None => return Err(bad("no scheme: use https://HOST:PORT/.well-known/est/...")),
+        }
+        let host = uri.host().ok_or_else(|| bad("no host"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        if !path.starts_with("/.well-known/est/") {
+            return Err(bad(
+                "the path must be /.well-known/est[/LABEL]/simpleenroll (or simplereenroll)",
+            ));
+        }
+        Ok(Target {
+            url: url.to_string(),
+            host,
+            port: uri.port_u16().unwrap_or(443),
+            path,
+        })
+    }
+
+    /// `host:port` for messages and the `Host` header.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_est_urls_and_refuses_others() {
+        let t = Target::parse("https://127.0.0.1:8443/.well-known/est/rsa/simpleenroll").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 8443));
+        assert_eq!(t.path, "/.well-known/est/rsa/simpleenroll");
+        assert_eq!(
+            Target::parse("https://[::1]/.well-known/est/simpleenroll")
+                .unwrap()
+                .authority(),
+            "[::1]:443"
+        );
+        for bad in [
+            "http://127.0.0.1:8443/.well-known/est/simpleenroll",
+            "127.0.0.1:8443",
+            "https://127.0.0.1:8443/simpleenroll",
+            "https://",
+            "not a url at all",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
