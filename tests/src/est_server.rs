@@ -37,6 +37,35 @@ pub struct EstServer {
     child: Option<Child>,
     /// Server stderr (logs).
     pub log: PathBuf,
+    /// Extra environment of every `kipuka` process started from here
+    /// (`ca init`, `serve`); a test may change it before [`Self::try_launch`].
+    pub env: Vec<(String, String)>,
+}
+
+/// What a server is started with beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct EstOptions {
+    /// Extra TOML appended to the `[server]` table.
+    pub server_extra: String,
+    /// One more CA: `(id, toml)`, see [`EstServer::start_custom`].
+    pub extra_ca: Option<(String, String)>,
+    /// `[hsm] library` (default: the token's own module), e.g. the PKCS#11 shim.
+    pub library: Option<PathBuf>,
+    /// `[hsm] provider` (default: unset, chosen by library path or manufacturer).
+    pub provider: Option<String>,
+    /// `[hsm] pool_size` (default 8).
+    pub pool_size: Option<u32>,
+    /// `[hsm] health_check_interval_secs` (default 2).
+    pub health_check_interval_secs: Option<u64>,
+    /// Extra lines for the `[hsm]` table.
+    pub hsm_extra: String,
+    /// Extra environment of every `kipuka` process (`ca init`, `serve`).
+    pub env: Vec<(String, String)>,
+    /// The `mldsa` CA uses the software fallback even on Kryoptic (for a
+    /// vendor profile without ML-DSA).
+    pub mldsa_software: bool,
+    /// Do not start `kipuka serve` (the test calls [`EstServer::try_launch`]).
+    pub no_launch: bool,
 }
 
 /// An HTTP answer as curl saw it.
@@ -119,6 +148,34 @@ impl EstServer {
         server_extra: &str,
         extra_ca: Option<(&str, &str)>,
     ) -> EstServer {
+        Self::start_opts(
+            kind,
+            EstOptions {
+                server_extra: server_extra.to_string(),
+                extra_ca: extra_ca.map(|(id, toml)| (id.to_string(), toml.to_string())),
+                ..EstOptions::default()
+            },
+        )
+    }
+
+    /// Same, with every option of [`EstOptions`].
+    pub fn start_opts(kind: TokenKind, opts: EstOptions) -> EstServer {
+        Self::start_opts_with(kind, opts, |_| ()).0
+    }
+
+    /// Same, calling `prepare` with the new token before anything uses it
+    /// (e.g. to write the PKCS#11 shim's configuration, which names the
+    /// token's module); returns what `prepare` returned.
+    pub fn start_opts_with<T>(
+        kind: TokenKind,
+        opts: EstOptions,
+        prepare: impl FnOnce(&TestToken) -> T,
+    ) -> (EstServer, T) {
+        let server_extra = opts.server_extra.as_str();
+        let extra_ca = opts
+            .extra_ca
+            .as_ref()
+            .map(|(id, toml)| (id.as_str(), toml.as_str()));
         let tmp = tempfile::Builder::new()
             .prefix("kipuka-est-")
             .tempdir()
@@ -129,6 +186,7 @@ impl EstServer {
         }
         let token = TestToken::create(kind, &dir.join("token"), "kipuka-est")
             .unwrap_or_else(|e| panic!("{e:#}"));
+        let prepared = prepare(&token);
         for (label, key_type, id) in [
             ("ec-ca-key", "EC:prime256v1", "01"),
             ("rsa-ca-key", "rsa:3072", "02"),
@@ -152,7 +210,7 @@ impl EstServer {
             );
         }
         let mldsa = match kind {
-            TokenKind::Kryoptic => {
+            TokenKind::Kryoptic if !opts.mldsa_software => {
                 run(Command::new(mldsa_keygen())
                     .args([
                         token.module.to_str().unwrap(),
@@ -165,7 +223,7 @@ impl EstServer {
                     .envs(token.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
                 format!("key = \"pkcs11:token={};object=mldsa-ca-key\"", token.label)
             }
-            TokenKind::SoftHsm2 => {
+            _ => {
                 let key = dir.join("ca/mldsa-ca-key.p8");
                 run(openssl()
                     .args(["genpkey", "-algorithm", "ML-DSA-65", "-out"])
@@ -275,10 +333,11 @@ files = ["{nimbus}"]
 
 [hsm]
 library = "{module}"
-token_label = "{label}"
+{provider}token_label = "{label}"
 pin_env = "KIPUKA_HSM_PIN"
-pool_size = 8
-health_check_interval_secs = 2
+pool_size = {pool_size}
+health_check_interval_secs = {health}
+{hsm_extra}
 env = {{ {conf_var} = "{conf_val}" }}
 
 [[ca]]
@@ -319,7 +378,15 @@ level = "info"
             tls = tls.display(),
             plugins = release_dir().display(),
             nimbus = out_of_tree_plugin().display(),
-            module = token.module.display(),
+            module = opts.library.as_ref().unwrap_or(&token.module).display(),
+            provider = opts
+                .provider
+                .as_ref()
+                .map(|p| format!("provider = \"{p}\"\n"))
+                .unwrap_or_default(),
+            pool_size = opts.pool_size.unwrap_or(8),
+            health = opts.health_check_interval_secs.unwrap_or(2),
+            hsm_extra = opts.hsm_extra,
             label = token.label,
             conf_var = conf.0,
             conf_val = conf.1,
@@ -345,6 +412,7 @@ level = "info"
             config: config_path,
             child: None,
             log: dir.join("server.log"),
+            env: opts.env.clone(),
         };
         let mut cas = vec![
             ("ec", "CN=kipuka test EC CA"),
@@ -361,8 +429,10 @@ level = "info"
                 .arg(&server.config)
                 .args(["--ca", id, "--subject", subject, "--days", "60"]));
         }
-        server.launch();
-        server
+        if !opts.no_launch {
+            server.launch();
+        }
+        (server, prepared)
     }
 
     /// `kipuka` with the server's secrets in the environment.
@@ -371,12 +441,20 @@ level = "info"
         cmd.env("KIPUKA_HSM_PIN", &self.token.user_pin)
             .env("KIPUKA_MLDSA_PASSPHRASE", MLDSA_PASSPHRASE)
             .env_remove("SOFTHSM2_CONF")
-            .env_remove("KRYOPTIC_CONF");
+            .env_remove("KRYOPTIC_CONF")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd
     }
 
     /// Starts `kipuka serve` and waits for its "listening" line.
     pub fn launch(&mut self) {
+        if let Err(log) = self.try_launch() {
+            panic!("kipuka serve did not start:\n{log}");
+        }
+    }
+
+    /// Starts `kipuka serve`; its log if it does not start listening.
+    pub fn try_launch(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -405,13 +483,24 @@ level = "info"
             Ok(url) => self.base = url,
             Err(_) => {
                 let _ = child.kill();
-                panic!(
-                    "kipuka serve did not start:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
+                let _ = child.wait();
+                return Err(std::fs::read_to_string(&self.log).unwrap_or_default());
             }
         }
         self.child = Some(child);
+        Ok(())
+    }
+
+    /// Sends SIGKILL and waits for the process to end.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("server running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Sends SIGTERM and waits for the process to end.

@@ -2,6 +2,8 @@
 
 pub mod artifacts;
 pub mod engine_fixture;
+pub mod est_client;
 pub mod est_server;
+pub mod shim;
 
 pub mod tokens;

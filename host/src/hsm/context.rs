@@ -154,7 +154,7 @@ impl Pkcs11Context {
             library: library.display().to_string(),
             reason: e.to_string(),
         })?;
-        initialize(&pkcs11, &profile)?;
+        initialize(&pkcs11, &profile).map_err(|e| env_hint(e, &library, &profile, &env_actions))?;
         let live = find_token(&pkcs11, &library, &selector)?;
         Ok(Pkcs11Context {
             pkcs11,
@@ -259,6 +259,43 @@ impl Pkcs11Context {
             .get_token_info(self.slot())
             .map(|_| ())
             .map_err(HsmError::pkcs11("C_GetTokenInfo"))
+    }
+}
+
+/// A vendor library whose environment is wrong fails `C_Initialize` with a
+/// bare return value: name the variables it reads and where their values
+/// came from, which is what the operator has to check.
+fn env_hint(
+    e: HsmError,
+    library: &Path,
+    profile: &VendorProfile,
+    actions: &[EnvAction],
+) -> HsmError {
+    if actions.is_empty() {
+        return e;
+    }
+    let vars: Vec<String> = actions
+        .iter()
+        .map(|a| {
+            let (name, origin) = match a {
+                EnvAction::KeptOperatorValue(n) => (n, "from the environment"),
+                EnvAction::SetFromConfig(n) => (n, "from [hsm.env]"),
+                EnvAction::SetDefault(n) => (n, "the plugin's default"),
+                EnvAction::LeftUnset(n) => (n, "unset"),
+            };
+            match std::env::var_os(name) {
+                Some(v) => format!("{name}={} ({origin})", v.to_string_lossy()),
+                None => format!("{name} ({origin})"),
+            }
+        })
+        .collect();
+    HsmError::Library {
+        library: library.display().to_string(),
+        reason: format!(
+            "{e}; the {} library reads {}: check that they point at a working installation",
+            profile.name,
+            vars.join(", ")
+        ),
     }
 }
 

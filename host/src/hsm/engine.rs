@@ -165,13 +165,39 @@ impl HsmEngine {
         registry: &PluginRegistry,
     ) -> Result<(HsmEngine, Arc<VendorProfile>), StartError> {
         let library = config.hsm.library.as_deref();
-        let (profile, chosen_by) =
-            select_provider(registry, config.hsm.provider.as_deref(), library, |lib| {
+        let (profile, chosen_by) = select_provider(
+            registry,
+            config.hsm.provider.as_deref(),
+            library,
+            |lib| {
                 // The library reads `[hsm.env]` (KRYOPTIC_CONF, CS_PKCS11_R3_CFG...)
                 // in C_Initialize, also when only asked who made it.
                 super::env::apply_configured_env(&config.hsm.env);
-                Pkcs11Context::manufacturer_of(lib)
-            })?;
+                Pkcs11Context::manufacturer_of(lib).map_err(|reason| {
+                    // Which vendor it is, is the question; but a library
+                    // without its environment usually fails right here.
+                    let unset: Vec<String> = registry
+                        .names()
+                        .into_iter()
+                        .filter_map(|n| registry.get(n))
+                        .flat_map(|p| {
+                            p.env
+                                .iter()
+                                .filter(|v| v.required && std::env::var_os(&v.name).is_none())
+                                .map(move |v| format!("{} ({})", v.name, p.name))
+                        })
+                        .collect();
+                    if unset.is_empty() {
+                        reason
+                    } else {
+                        format!(
+                            "{reason}; variables that loaded plugins' libraries require are unset: {} (set them in the environment or [hsm.env], or set [hsm] provider)",
+                            unset.join(", ")
+                        )
+                    }
+                })
+            },
+        )?;
         let profile = Arc::new(profile.clone());
         let user_type = config
             .hsm

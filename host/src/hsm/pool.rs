@@ -178,9 +178,14 @@ impl SessionPool {
                     .map_err(|_| HsmError::Internal("session pool closed".into()))?;
             let pool = self.clone();
             let op = op.clone();
+            // The retry must not take another dead session: when the first
+            // failure broke its session, the idle ones may be broken the same
+            // way (a partition's idle timeout closes them all), so each is
+            // checked before use.
+            let verify_idle = attempt > 0;
             let result = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                pool.run_blocking(&*op)
+                pool.run_blocking_on(&*op, verify_idle)
             })
             .await
             .map_err(|e| HsmError::Internal(format!("HSM worker thread failed: {e}")))?;
@@ -201,7 +206,17 @@ impl SessionPool {
         &self,
         op: &dyn Fn(&Session) -> Result<T, HsmError>,
     ) -> Result<T, HsmError> {
-        let session = match self.checkout() {
+        self.run_blocking_on(op, false)
+    }
+
+    /// [`Self::run_blocking`]; with `verify_idle`, an idle session is
+    /// checked (`C_GetSessionInfo`) before use and dropped if it is dead.
+    fn run_blocking_on<T>(
+        &self,
+        op: &dyn Fn(&Session) -> Result<T, HsmError>,
+        verify_idle: bool,
+    ) -> Result<T, HsmError> {
+        let session = match self.checkout(verify_idle) {
             Ok(s) => s,
             Err(e) => {
                 self.health
@@ -229,9 +244,15 @@ impl SessionPool {
         }
     }
 
-    fn checkout(&self) -> Result<Session, HsmError> {
-        if let Some(s) = self.idle.lock().expect("pool lock").pop() {
-            return Ok(s);
+    fn checkout(&self, verify_idle: bool) -> Result<Session, HsmError> {
+        loop {
+            let Some(s) = self.idle.lock().expect("pool lock").pop() else {
+                break;
+            };
+            if !verify_idle || s.get_session_info().is_ok() {
+                return Ok(s);
+            }
+            self.discard(s);
         }
         self.open_logged_in()
     }

@@ -508,6 +508,7 @@ fn decide(
     // the PKCS#11 contract of the function being called.
     let rv = unsafe { inner.check_mechanism(mechanism) };
     if rv != CKR_OK {
+        *write = true;
         return Err(rv);
     }
     let (delay, fault) = match hook {
