@@ -7,6 +7,7 @@ pub mod audit;
 pub mod ca;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod est;
 pub mod hsm;
 pub mod plugins;

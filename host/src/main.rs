@@ -16,6 +16,26 @@ fn main() -> ExitCode {
         Command::Serve { .. } => unreachable!("handled above"),
         Command::Check { config } => cli::check::check(&config),
         Command::HashPassword => cli::hash_password(),
+        Command::Csr {
+            key,
+            subject,
+            decrypt_key_id,
+            asymmetric_decrypt_key_id,
+        } => {
+            use cli::csr::{csr_command, parse_hex, Protection};
+            let protection = match (decrypt_key_id, asymmetric_decrypt_key_id) {
+                (Some(id), _) => parse_hex(&id).map(Protection::Symmetric),
+                (_, Some(id)) => parse_hex(&id).map(Protection::Asymmetric),
+                (None, None) => Ok(Protection::None),
+            };
+            match protection {
+                Ok(p) => csr_command(&key, &subject, &p),
+                Err(e) => {
+                    eprintln!("kipuka csr: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Command::Ca(cli::CaCommand::Init {
             config,
             ca,

@@ -4,6 +4,7 @@ pub mod artifacts;
 pub mod engine_fixture;
 pub mod est_client;
 pub mod est_server;
+pub mod keygen_client;
 pub mod shim;
 
 pub mod tokens;

@@ -246,6 +246,22 @@ fn check_passes_on_the_example_configurations_and_reports_each_ca() {
                 && stdout.contains("RSASSA-PSS with SHA-256 via CKM_RSA_PKCS_PSS"),
             "{kind}:\n{stdout}"
         );
+        // How /serverkeygen delivers keys, per token.
+        let export = match kind {
+            TokenKind::SoftHsm2 => "CKM_AES_KEY_WRAP_PAD",
+            TokenKind::Kryoptic => "CKM_AES_CBC_PAD",
+        };
+        assert!(
+            stdout.contains("keygen:    keys made in the HSM")
+                && stdout.contains(export)
+                && stdout.contains("content AES-256-CBC (EnvelopedData)"),
+            "{kind}:\n{stdout}"
+        );
+        let oaep = match kind {
+            TokenKind::SoftHsm2 => "RSA-OAEP SHA-256 recipients: no:",
+            TokenKind::Kryoptic => "RSA-OAEP SHA-256 recipients: yes",
+        };
+        assert!(stdout.contains(oaep), "{kind}:\n{stdout}");
         match kind {
             TokenKind::SoftHsm2 => {
                 assert!(stdout.contains("ML-DSA-65 — SOFTWARE-HELD"), "{stdout}")

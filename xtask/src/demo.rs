@@ -16,6 +16,9 @@ const SOFTHSM2_MODULE: &str = crate::deps::SOFTHSM2_MODULE;
 const TOKEN_LABEL: &str = "kipuka-demo";
 const PASSPHRASE_ENV: &str = "KIPUKA_MLDSA_PASSPHRASE";
 const USER: &str = "demo";
+/// The demo's pre-shared key for /serverkeygen: DecryptKeyIdentifier "demo-kek".
+const KEK_LABEL: &str = "kek-demo";
+const KEK_ID_HEX: &str = "64656d6f2d6b656b";
 
 /// Debian packages the demo needs (a subset of the test packages, plus openssl).
 const PACKAGES: &[(&str, &str)] = &[
@@ -65,6 +68,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     };
 
     d.token()?;
+    d.kek()?;
     d.mldsa_key()?;
     d.tls()?;
     let password = d.basic_password()?;
@@ -223,6 +227,40 @@ impl Demo {
                     .args(["--label", label, "--id", id, "--usage-sign"]),
             )?;
         }
+        std::fs::write(&stamp, "")?;
+        Ok(())
+    }
+
+    /// Step 2b: the AES-256 key-encryption key for /serverkeygen, in the token
+    /// (`kek-demo`) and, for the demo's client, in `kek.hex`.
+    fn kek(&self) -> Result<()> {
+        let stamp = self.p(".kek.done");
+        if stamp.is_file() && self.p("kek.hex").is_file() {
+            eprintln!("==> serverkeygen key-encryption key {KEK_LABEL}: reusing (kek.hex)");
+            return Ok(());
+        }
+        eprintln!("==> serverkeygen key-encryption key {KEK_LABEL}: creating (value in kek.hex)");
+        let hex = format!("{}{}", random_secret()?, &random_secret()?[..16]);
+        write_private(&self.p("kek.hex"), &format!("{hex}\n"))?;
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+            .collect::<Result<_, _>>()?;
+        let raw = self.p(".kek.bin");
+        std::fs::write(&raw, &bytes)?;
+        std::fs::set_permissions(&raw, std::fs::Permissions::from_mode(0o600))?;
+        let pin = read_secret(&self.p("hsm-pin"))?;
+        let result = util::output(
+            Command::new("pkcs11-tool")
+                .env("SOFTHSM2_CONF", self.softhsm_conf())
+                .args(["--module", SOFTHSM2_MODULE, "--token-label", TOKEN_LABEL])
+                .args(["--login", "--pin", &pin, "--write-object"])
+                .arg(&raw)
+                .args(["--type", "secrkey", "--key-type", "AES:32", "--label", KEK_LABEL])
+                .args(["--id", "6b", "--usage-wrap", "--sensitive"]),
+        );
+        std::fs::remove_file(&raw)?;
+        result?;
         std::fs::write(&stamp, "")?;
         Ok(())
     }
@@ -391,6 +429,12 @@ key = "pkcs11:token={TOKEN_LABEL};object=ec-ca-key"
 [ca.profile]
 key_usage = ["digitalSignature"]
 allowed_keys = ["ec:P-256", "ec:P-384"]
+# /serverkeygen: keys made in the token, delivered encrypted under the
+# pre-shared AES-256 key "demo-kek" (value in kek.hex). SoftHSM2 2.6 has no
+# RSA-OAEP with SHA-256 and no X9.63 KDF, so certificate recipients are refused.
+[[ca.serverkeygen.kek]]
+id = "{KEK_ID_HEX}"
+key = "pkcs11:token={TOKEN_LABEL};object={KEK_LABEL}"
 
 [[ca]]
 id = "rsa"
@@ -483,12 +527,25 @@ SoftHSM2 token {TOKEN_LABEL}; files in {dir}. In a second shell, from the reposi
   curl --cacert tls-ca.pem -u "$(cat basic-auth.txt)" -H 'Content-Type: application/pkcs10' --data-binary @device-rsa.csr {url}/rsa/simpleenroll | openssl base64 -d | openssl pkcs7 -inform DER -print_certs > device-rsa.pem
   openssl verify -CAfile ca-rsa.pem device-rsa.pem
   # (Debian 12's OpenSSL 3.0 cannot make or verify ML-DSA: /mldsa/ needs OpenSSL >= 3.5.)
+  # serverkeygen: the token makes a P-256 key; it comes back encrypted under the pre-shared key
+  # demo-kek (hex id {KEK_ID_HEX}, value in kek.hex), signed by the CA, with its certificate
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out want.key
+  {kipuka} csr --key want.key --subject CN=device3 --decrypt-key-id {KEK_ID_HEX} > keygen.csr
+  curl --cacert tls-ca.pem -u "$(cat basic-auth.txt)" -H 'Content-Type: application/pkcs10' --data-binary @keygen.csr -o keygen.mime {url}/serverkeygen
+  part() {{ awk -v n="$1" '{{sub(/\r$/,"")}} /^--est-part-/{{p++; h=1; next}} h{{if($0=="")h=0; next}} p==n' keygen.mime | openssl base64 -d; }}
+  part 2 | openssl pkcs7 -inform DER -print_certs > device3.pem
+  part 1 | openssl cms -decrypt -inform DER -secretkey "$(cat kek.hex)" -secretkeyid {KEK_ID_HEX} -binary -out device3.signed.der
+  openssl cms -verify -inform DER -in device3.signed.der -CAfile ca-ec.pem -purpose any -binary -out device3.akp.der
+  tail -c +$(( $(od -An -tu1 -j1 -N1 device3.akp.der | awk '{{print ($1<128)?3:3+$1-128}}') )) device3.akp.der | openssl pkey -inform DER -out device3.key
+  [ "$(openssl pkey -in device3.key -pubout)" = "$(openssl x509 -in device3.pem -noout -pubkey)" ] && echo "device3.key is the certified key"
+  openssl verify -CAfile ca-ec.pem device3.pem
 
 Starting kipuka serve on 127.0.0.1:{port}; Ctrl-C stops it. Next runs reuse everything
 (delete {shown} to start over).
 "#,
             dir = self.dir.display(),
             shown = shown.display(),
+            kipuka = self.kipuka.display(),
         );
         let _ = std::io::stdout().flush();
     }

@@ -14,6 +14,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "libstrongswan-extra-plugins",
         "plugins that pki --est needs",
     ),
+    (
+        "libstrongswan-standard-plugins",
+        "pki's openssl plugin, which parses EC certificates (the TLS trust anchor)",
+    ),
     ("sqlite3", "inspecting token databases"),
     ("perl", "OpenSSL's Configure"),
     ("make", "OpenSSL build"),

@@ -45,7 +45,7 @@ use x509_cert::{
 };
 
 use super::{
-    algorithms::{PublicKey, SignatureAlgorithm},
+    algorithms::{Hash, PublicKey, SignatureAlgorithm},
     csr::VerifiedCsr,
     extensions,
 };
@@ -282,6 +282,35 @@ impl Issuer {
     /// The AlgorithmIdentifier of the certificates this CA signs.
     pub fn signature_algorithm(&self) -> AlgorithmIdentifierOwned {
         self.algorithm_id.clone()
+    }
+
+    /// Signs `message` with the CA key — the key generator's signature on a
+    /// `/serverkeygen` key package — and checks the signature against the CA
+    /// certificate, as every certificate signature is checked.
+    pub async fn sign_message(&self, message: Arc<[u8]>) -> Result<Vec<u8>, IssueError> {
+        let signature = self.signer.sign(message.clone()).await?;
+        if self
+            .ca_public_key
+            .verify(&self.algorithm, &message, &signature)
+            .is_err()
+        {
+            return Err(IssueError::Hsm(HsmError::Internal(format!(
+                "CA {}: the signer returned a {} signature that does not verify with the CA \
+                 certificate's public key",
+                self.ca_id, self.algorithm
+            ))));
+        }
+        Ok(signature)
+    }
+
+    /// The digest a CMS SignerInfo of this CA names: the hash of its
+    /// signature algorithm, and SHA-512 for ML-DSA (RFC 9882).
+    pub fn message_digest(&self) -> Hash {
+        match self.algorithm {
+            SignatureAlgorithm::RsaPkcs1(h) | SignatureAlgorithm::Ecdsa(h) => h,
+            SignatureAlgorithm::RsaPss { hash, .. } => hash,
+            SignatureAlgorithm::MlDsa(_) => Hash::Sha512,
+        }
     }
 
     fn policy(&self, why: impl std::fmt::Display) -> IssueError {

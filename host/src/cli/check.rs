@@ -103,7 +103,91 @@ fn run(config_path: &Path) -> Result<String, String> {
         for w in &key.warnings {
             let _ = writeln!(out, "  warning:   {w}");
         }
+        serverkeygen_report(&mut out, ca, pool)?;
     }
     let _ = writeln!(out, "ok: {} CA(s) ready", config.ca.len());
     Ok(out)
+}
+
+/// What `/serverkeygen` does for `ca` on this token: how generated keys
+/// leave the HSM, the content encryption, and which recipients work. A
+/// configured KEK missing from the token is an error, as a missing CA key is.
+fn serverkeygen_report(
+    out: &mut String,
+    ca: &crate::config::CaConfig,
+    pool: &std::sync::Arc<crate::hsm::SessionPool>,
+) -> Result<(), String> {
+    use crate::hsm::keygen::{check_recipient, key_export, CekRecipient};
+    use kipuka_plugin_api::{Curve, HashAlg};
+    use std::fmt::Write;
+    let skg = &ca.serverkeygen;
+    if !skg.enabled {
+        let _ = writeln!(out, "  keygen:    serverkeygen disabled");
+        return Ok(());
+    }
+    let ctx = pool.context();
+    let path = match key_export(ctx) {
+        Ok(export) => format!(
+            "keys made in the HSM, read out under a one-time transport key with {export} into \
+             zeroizing memory (RFC 7030 signs the plaintext key package, so no token can \
+             encrypt it alone)"
+        ),
+        Err(e) => format!("UNAVAILABLE: {e}"),
+    };
+    let _ = writeln!(out, "  keygen:    {path}");
+    let _ = writeln!(
+        out,
+        "  keygen:    content {}; TLS-only delivery {}",
+        skg.content_encryption,
+        if skg.allow_unencrypted {
+            "ALLOWED"
+        } else {
+            "refused"
+        }
+    );
+    let oaep = match skg.oaep_hash {
+        crate::config::HashChoice::Sha384 => HashAlg::SHA384,
+        _ => HashAlg::SHA256,
+    };
+    let verdict = |r: Result<(), crate::hsm::HsmError>| match r {
+        Ok(()) => "yes".to_string(),
+        Err(e) => format!("no: {e}"),
+    };
+    let rsa = verdict(check_recipient(
+        ctx,
+        &CekRecipient::RsaOaep {
+            modulus: Vec::new(),
+            exponent: Vec::new(),
+            hash: oaep,
+        },
+    ));
+    let ecdh = verdict(check_recipient(
+        ctx,
+        &CekRecipient::EcdhEs {
+            curve: Curve::P256,
+            point: Vec::new(),
+            shared_info: Vec::new(),
+        },
+    ));
+    let _ = writeln!(out, "  keygen:    RSA-OAEP {oaep} recipients: {rsa}");
+    let _ = writeln!(
+        out,
+        "  keygen:    ECDH-ES recipients: {ecdh} (mechanisms listed; a token that lacks the \
+         X9.63 KDF says so at first use)"
+    );
+    for kek in &skg.kek {
+        let uri: crate::hsm::Pkcs11Uri = kek.key.parse().map_err(|e| format!("{e}"))?;
+        let found = pool.run_blocking(&|s| crate::hsm::keys::find_secret_key(s, &uri));
+        match found {
+            Ok(_) => {
+                let _ = writeln!(
+                    out,
+                    "  keygen:    KEK {} = {} on the token",
+                    kek.id, kek.key
+                );
+            }
+            Err(e) => return Err(format!("CA {}: serverkeygen KEK {}: {e}", ca.id, kek.id)),
+        }
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod ca;
 pub mod check;
+pub mod csr;
 pub mod plugins;
 pub mod serve;
 
@@ -35,6 +36,24 @@ pub enum Command {
         /// The configuration file.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Client side of /serverkeygen: print (base64) a CSR for the PKCS#8 PEM
+    /// key file KEY that asks for the generated key to be encrypted for a
+    /// pre-shared key (--decrypt-key-id) or for a certificate
+    /// (--asymmetric-decrypt-key-id, its subject key identifier). Both in hex.
+    Csr {
+        /// The key whose type the server should generate (P-256, P-384 or RSA).
+        #[arg(long)]
+        key: PathBuf,
+        /// The subject, RFC 4514: `CN=device1,O=Example`.
+        #[arg(long)]
+        subject: String,
+        /// DecryptKeyIdentifier (RFC 7030 §4.4.1.1), hex.
+        #[arg(long, conflicts_with = "asymmetric_decrypt_key_id")]
+        decrypt_key_id: Option<String>,
+        /// AsymmetricDecryptKeyIdentifier (RFC 7030 §4.4.1.2), hex (colons allowed).
+        #[arg(long)]
+        asymmetric_decrypt_key_id: Option<String>,
     },
     /// Load plugins, open the token, log in, find every CA key and match it
     /// to its certificate; report per CA. Non-zero exit on the first problem.

@@ -134,6 +134,7 @@ async fn run(config: Config) -> Result<(), String> {
         auditor: auditor.clone(),
         realm: config.server.realm.clone(),
         max_body: config.server.max_body_bytes,
+        hsm: Some(engine.pool().clone()),
     });
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await

@@ -248,6 +248,94 @@ pub struct CaConfig {
     /// What certificates this CA issues.
     #[serde(default)]
     pub profile: ProfileConfig,
+    /// `/serverkeygen` (RFC 7030 §4.4): keys generated in the HSM for clients.
+    #[serde(default)]
+    pub serverkeygen: ServerKeygenConfig,
+}
+
+/// `[ca.serverkeygen]`: how this CA delivers keys it generates.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerKeygenConfig {
+    /// Serve `/serverkeygen` for this CA. Default true.
+    pub enabled: bool,
+    /// Content encryption of the key package: `"aes-256-cbc"` (default,
+    /// EnvelopedData) or `"aes-256-gcm"` (AuthEnvelopedData, RFC 5083).
+    pub content_encryption: ContentEncryption,
+    /// Hash of RSA-OAEP for clients with RSA keys: `"sha256"` (default) or
+    /// `"sha384"` (not on every HSM: the plugin says which).
+    pub oaep_hash: HashChoice,
+    /// Answer a CSR that asks for no encryption with the key in the clear
+    /// (`application/pkcs8`, protected by TLS alone). Default false: such a
+    /// request is refused and told which attribute to add.
+    pub allow_unencrypted: bool,
+    /// Pre-shared AES-256 key-encryption keys on the token, for clients whose
+    /// CSR names one in DecryptKeyIdentifier (RFC 7030 §4.4.1.1).
+    pub kek: Vec<KekConfig>,
+}
+
+impl Default for ServerKeygenConfig {
+    fn default() -> Self {
+        ServerKeygenConfig {
+            enabled: true,
+            content_encryption: ContentEncryption::default(),
+            oaep_hash: HashChoice::Sha256,
+            allow_unencrypted: false,
+            kek: Vec::new(),
+        }
+    }
+}
+
+/// Content-encryption algorithm of a server-generated key package.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ContentEncryption {
+    /// AES-256-CBC in EnvelopedData.
+    #[default]
+    #[serde(rename = "aes-256-cbc")]
+    Aes256Cbc,
+    /// AES-256-GCM in AuthEnvelopedData.
+    #[serde(rename = "aes-256-gcm")]
+    Aes256Gcm,
+}
+
+impl std::fmt::Display for ContentEncryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ContentEncryption::Aes256Cbc => "AES-256-CBC (EnvelopedData)",
+            ContentEncryption::Aes256Gcm => "AES-256-GCM (AuthEnvelopedData)",
+        })
+    }
+}
+
+/// `[[ca.serverkeygen.kek]]`: one pre-shared key-encryption key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KekConfig {
+    /// The DecryptKeyIdentifier that names it, in hex (as `openssl cms
+    /// -secretkeyid` takes it).
+    pub id: String,
+    /// The AES-256 key on the token, as a `pkcs11:` URI (`object=` and/or `id=`).
+    pub key: String,
+}
+
+impl KekConfig {
+    /// The identifier's bytes.
+    pub fn id_bytes(&self) -> Result<Vec<u8>, String> {
+        let hex = self.id.trim();
+        if hex.is_empty() || !hex.len().is_multiple_of(2) || hex.len() > 512 {
+            return Err(format!(
+                "kek id {:?} must be 1 to 256 bytes of hex",
+                self.id
+            ));
+        }
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| {
+                u8::from_str_radix(&hex[i..i + 2], 16)
+                    .map_err(|_| format!("kek id {:?} is not hex", self.id))
+            })
+            .collect()
+    }
 }
 
 impl CaConfig {

@@ -304,6 +304,36 @@ fn check_ca(ca: &CaConfig, at: &str) -> Result<(), ConfigError> {
         spec.parse::<KeySpec>()
             .map_err(|e| invalid(at, format!("profile.allowed_keys: {e}")))?;
     }
+    check_serverkeygen(ca, at)
+}
+
+fn check_serverkeygen(ca: &CaConfig, at: &str) -> Result<(), ConfigError> {
+    let skg = &ca.serverkeygen;
+    if skg.oaep_hash == super::HashChoice::Sha512 {
+        return Err(invalid(
+            at,
+            "serverkeygen.oaep_hash must be sha256 or sha384 (the matrix's RSA-OAEP hashes)",
+        ));
+    }
+    let mut seen = Vec::new();
+    for kek in &skg.kek {
+        let id = kek
+            .id_bytes()
+            .map_err(|e| invalid(at, format!("serverkeygen.kek: {e}")))?;
+        if seen.contains(&id) {
+            return Err(invalid(
+                at,
+                format!("serverkeygen.kek id {:?} is listed twice", kek.id),
+            ));
+        }
+        seen.push(id);
+        kek.key.parse::<crate::hsm::Pkcs11Uri>().map_err(|e| {
+            invalid(
+                at,
+                format!("serverkeygen.kek {:?}: key {:?}: {e}", kek.id, kek.key),
+            )
+        })?;
+    }
     Ok(())
 }
 

@@ -5,5 +5,6 @@ pub mod csrattrs;
 pub mod error;
 pub mod routes;
 pub mod server;
+pub mod serverkeygen;
 pub mod service;
 pub mod wire;

@@ -11,8 +11,11 @@ use warp::{reply::Response, Filter};
 
 use crate::{hsm::HealthState, tls::ConnInfo};
 
+use zeroize::Zeroizing;
+
 use super::{
     error::EstError,
+    serverkeygen::{multipart, KeygenReply},
     service::{CaEndpoint, Enrollment, EstReply, EstService},
     wire::{base64_lines, check_pkcs10_content_type},
 };
@@ -151,18 +154,33 @@ where
             }
         },
         ("simpleenroll", &Method::POST) => {
-            enroll(&svc, &ca, Enrollment::Simple, &req, body, timeout).await
+            enroll(
+                &svc,
+                &ca,
+                Operation::Enroll(Enrollment::Simple),
+                &req,
+                body,
+                timeout,
+            )
+            .await
         }
         ("simplereenroll", &Method::POST) => {
-            enroll(&svc, &ca, Enrollment::Re, &req, body, timeout).await
+            enroll(
+                &svc,
+                &ca,
+                Operation::Enroll(Enrollment::Re),
+                &req,
+                body,
+                timeout,
+            )
+            .await
         }
         ("fullcmc", &Method::POST) => EstError::NotImplemented(
             "fullcmc (RFC 7030 §4.3) is not supported by this server".into(),
         )
         .into_response(&realm),
         ("serverkeygen", &Method::POST) => {
-            EstError::NotImplemented("serverkeygen is not available yet on this server".into())
-                .into_response(&realm)
+            enroll(&svc, &ca, Operation::ServerKeygen, &req, body, timeout).await
         }
         ("cacerts" | "csrattrs", _) => allow(
             "GET",
@@ -176,10 +194,19 @@ where
     }
 }
 
+/// The POST operations that take a CSR.
+#[derive(Clone, Copy)]
+enum Operation {
+    /// `/simpleenroll` or `/simplereenroll`.
+    Enroll(Enrollment),
+    /// `/serverkeygen`: authenticated as `/simpleenroll` is (RFC 7030 §4.4).
+    ServerKeygen,
+}
+
 async fn enroll<S>(
     svc: &EstService,
     ca: &CaEndpoint,
-    op: Enrollment,
+    op: Operation,
     req: &EstRequest,
     body: S,
     timeout: Duration,
@@ -187,15 +214,19 @@ async fn enroll<S>(
 where
     S: futures_util::Stream<Item = Result<Bytes, warp::Error>> + Unpin,
 {
-    let name = match op {
-        Enrollment::Simple => "simpleenroll",
-        Enrollment::Re => "simplereenroll",
+    let (name, auth_as) = match op {
+        Operation::Enroll(Enrollment::Simple) => ("simpleenroll", Enrollment::Simple),
+        Operation::Enroll(Enrollment::Re) => ("simplereenroll", Enrollment::Re),
+        Operation::ServerKeygen => ("serverkeygen", Enrollment::Simple),
     };
     let authorization = req
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let principal = match svc.authenticate(ca, op, &req.conn, authorization).await {
+    let principal = match svc
+        .authenticate(ca, auth_as, &req.conn, authorization)
+        .await
+    {
         Ok(p) => p,
         Err(e) => {
             // A client without credentials is told how to authenticate; that
@@ -214,16 +245,54 @@ where
         check_pkcs10_content_type(content_type)
             .map_err(|e| EstError::UnsupportedMediaType(e.to_string()))?;
         let body = read_body(body, svc.max_body, timeout).await?;
-        svc.enroll(ca, op, &principal, &req.conn, &body).await
+        match op {
+            Operation::Enroll(e) => svc
+                .enroll(ca, e, &principal, &req.conn, &body)
+                .await
+                .map(|r| reply(r, &req.headers)),
+            Operation::ServerKeygen => svc
+                .serverkeygen(ca, &principal, &req.conn, &body)
+                .await
+                .map(|r| keygen_reply(&r, &req.headers)),
+        }
     }
     .await;
     match result {
-        Ok(r) => reply(r, &req.headers),
+        Ok(r) => r,
         Err(e) => {
             svc.rejected(Some(ca), name, Some(&principal), &e).await;
             e.into_response(&svc.realm)
         }
     }
+}
+
+/// The two-part `multipart/mixed` answer of `/serverkeygen`.
+fn keygen_reply(r: &KeygenReply, headers: &HeaderMap) -> Response {
+    let key = Zeroizing::new(encode_body(&r.key_der, headers));
+    let cert = encode_body(&r.cert_der, headers);
+    let boundary = multipart::new_boundary();
+    let body = multipart::body(
+        &boundary,
+        &[
+            multipart::Part {
+                content_type: r.key_content_type,
+                base64: &key,
+            },
+            multipart::Part {
+                content_type: r.cert_content_type,
+                base64: &cert,
+            },
+        ],
+    );
+    let len = body.len();
+    let mut response = Response::new(body.into());
+    let h = response.headers_mut();
+    match HeaderValue::from_str(&multipart::content_type(&boundary)) {
+        Ok(v) => h.insert(header::CONTENT_TYPE, v),
+        Err(_) => unreachable!("the boundary is hex and ASCII"),
+    };
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    response
 }
 
 fn readiness(svc: &EstService) -> Response {

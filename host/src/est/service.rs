@@ -57,6 +57,8 @@ pub struct EstService {
     pub realm: String,
     /// Largest accepted body.
     pub max_body: usize,
+    /// The HSM where `/serverkeygen` makes keys (None: no HSM configured).
+    pub hsm: Option<Arc<SessionPool>>,
 }
 
 /// A successful EST answer: the media type and the DER to send (base64

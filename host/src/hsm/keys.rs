@@ -139,18 +139,33 @@ fn key_error(uri: &Pkcs11Uri, reason: impl Into<String>) -> HsmError {
 
 /// Finds exactly one private key matching `uri` (by `object=` and/or `id=`).
 pub fn find_private_key(session: &Session, uri: &Pkcs11Uri) -> Result<ObjectHandle, HsmError> {
+    find_key(session, uri, ObjectClass::PRIVATE_KEY, "private key")
+}
+
+/// Finds exactly one secret key matching `uri` (a pre-shared AES
+/// key-encryption key for `/serverkeygen`).
+pub fn find_secret_key(session: &Session, uri: &Pkcs11Uri) -> Result<ObjectHandle, HsmError> {
+    find_key(session, uri, ObjectClass::SECRET_KEY, "secret key")
+}
+
+fn find_key(
+    session: &Session,
+    uri: &Pkcs11Uri,
+    class: ObjectClass,
+    what: &str,
+) -> Result<ObjectHandle, HsmError> {
     if uri.object.is_none() && uri.id.is_none() {
         return Err(key_error(uri, "the URI names neither object= nor id="));
     }
     let found = session
-        .find_objects(&template(uri, ObjectClass::PRIVATE_KEY))
+        .find_objects(&template(uri, class))
         .map_err(HsmError::pkcs11("C_FindObjects"))?;
     match found.as_slice() {
         [one] => Ok(*one),
-        [] => Err(key_error(uri, "no such private key on the token")),
+        [] => Err(key_error(uri, format!("no such {what} on the token"))),
         many => Err(key_error(
             uri,
-            format!("{} private keys match; add id= to the URI", many.len()),
+            format!("{} {what}s match; add id= to the URI", many.len()),
         )),
     }
 }

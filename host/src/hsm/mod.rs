@@ -8,6 +8,7 @@ pub mod engine;
 pub mod env;
 pub mod error;
 pub mod health;
+pub mod keygen;
 pub mod keys;
 pub mod pin;
 pub mod pool;

@@ -57,7 +57,7 @@ impl Drop for Scratch<'_> {
     }
 }
 
-fn unsupported(ctx: &Pkcs11Context, mechanism: MechanismId, detail: String) -> HsmError {
+pub(crate) fn unsupported(ctx: &Pkcs11Context, mechanism: MechanismId, detail: String) -> HsmError {
     HsmError::Unsupported {
         vendor: format!("{} ({})", ctx.profile().name, ctx.summary().manufacturer),
         mechanism: mechanism.to_string(),
@@ -280,7 +280,22 @@ pub fn ecdh_es_wrap(
                     Attribute::Wrap(true),
                 ],
             )
-            .map_err(HsmError::pkcs11("C_DeriveKey"))?,
+            .map_err(|e| match e {
+                // SoftHSM2 2.6 derives with the null KDF only: RFC 5753 needs
+                // X9.63 with SHA-256 inside the token, so this is a refusal,
+                // not a reason to derive the shared secret into memory.
+                CkError::Pkcs11(RvError::MechanismParamInvalid | RvError::ArgumentsBad, _) => {
+                    unsupported(
+                        ctx,
+                        MechanismId::ECDH1_DERIVE,
+                        format!(
+                            " with the X9.63 SHA-256 KDF on {curve} (the token refused it: {})",
+                            super::error::ckr_name(&e)
+                        ),
+                    )
+                }
+                other => HsmError::pkcs11("C_DeriveKey")(other),
+            })?,
     );
     let wrapped_key = session
         .wrap_key(&Mechanism::AesKeyWrap, kek, key)

@@ -213,6 +213,10 @@ pub trait CertificateStore: Send + Sync + 'static {
     /// The certificate recorded with this serial (lowercase hex).
     fn find_by_serial(&self, serial_hex: &str) -> Result<Option<IssuedRecord>, StoreError>;
 
+    /// The most recently recorded certificate (DER) whose subjectKeyIdentifier
+    /// is `ski` (the `/serverkeygen` AsymmetricDecryptKeyIdentifier).
+    fn find_by_subject_key_id(&self, ski: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
     /// How many certificates are recorded.
     fn count_issued(&self) -> Result<u64, StoreError>;
 

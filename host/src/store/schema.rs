@@ -12,9 +12,10 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::StoreError;
 
 /// `(version, SQL)`, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE issued_certificates (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE issued_certificates (
          id          INTEGER PRIMARY KEY,
          serial_hex  TEXT    NOT NULL,
          ca_id       TEXT    NOT NULL,
@@ -39,7 +40,15 @@ const MIGRATIONS: &[(i64, &str)] = &[(
          data  TEXT    NOT NULL         -- JSON object
      );
      CREATE INDEX audit_events_kind ON audit_events (kind, id);",
-)];
+    ),
+    (
+        2,
+        // /serverkeygen finds a client's certificate by its subjectKeyIdentifier
+        // (RFC 7030 §4.4.1.2); rows of version 1 are filled in by `backfill_ski`.
+        "ALTER TABLE issued_certificates ADD COLUMN ski_hex TEXT;
+         CREATE INDEX issued_certificates_ski ON issued_certificates (ski_hex);",
+    ),
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest() -> i64 {
@@ -97,5 +106,35 @@ pub(crate) fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreErro
         .map_err(db)?;
         tracing::info!(database = %path, version, "store schema migrated");
     }
+    if found < 2 {
+        backfill_ski(&tx).map_err(db)?;
+    }
     tx.commit().map_err(db)
+}
+
+/// Fills `ski_hex` for the certificates recorded before schema version 2.
+fn backfill_ski(conn: &Connection) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, Vec<u8>)> = conn
+        .prepare("SELECT id, der FROM issued_certificates WHERE ski_hex IS NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = conn.prepare("UPDATE issued_certificates SET ski_hex = ?1 WHERE id = ?2")?;
+    for (id, der) in rows {
+        if let Some(ski) = subject_key_id_hex(&der) {
+            update.execute((ski, id))?;
+        }
+    }
+    Ok(())
+}
+
+/// The subjectKeyIdentifier of the certificate `der`, lower-case hex.
+pub(crate) fn subject_key_id_hex(der: &[u8]) -> Option<String> {
+    use der::Decode;
+    use x509_cert::{ext::pkix::SubjectKeyIdentifier, Certificate};
+    let cert = Certificate::from_der(der).ok()?;
+    let (_, ski) = cert
+        .tbs_certificate()
+        .get_extension::<SubjectKeyIdentifier>()
+        .ok()??;
+    Some(super::sqlite::hex_lower(ski.0.as_bytes()))
 }

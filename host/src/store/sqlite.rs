@@ -39,8 +39,9 @@ const MAX_READERS: usize = 4;
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 const INSERT_ISSUED: &str = "INSERT INTO issued_certificates
-    (serial_hex, ca_id, subject, sans, not_before, not_after, requester, operation, der, recorded_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    (serial_hex, ca_id, subject, sans, not_before, not_after, requester, operation, der, recorded_at,
+     ski_hex)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 const INSERT_EVENT: &str =
     "INSERT INTO audit_events (at, kind, ca_id, data) VALUES (?1, ?2, ?3, ?4)";
 const SELECT_ISSUED: &str = "SELECT serial_hex, ca_id, subject, sans, not_before, not_after,
@@ -54,6 +55,8 @@ enum Row {
         rec: IssuedRecord,
         sans_json: String,
         recorded_at: i64,
+        /// The certificate's subjectKeyIdentifier (lower-case hex), if it has one.
+        ski_hex: Option<String>,
     },
     Event {
         at: i64,
@@ -267,6 +270,7 @@ impl CertificateStore for SqliteStore {
             let sans_json = serde_json::to_string(&rec.sans)
                 .map_err(|e| StoreError::InvalidRecord(format!("subject alt names: {e}")))?;
             Ok(Row::Issued {
+                ski_hex: super::schema::subject_key_id_hex(&rec.der),
                 rec,
                 sans_json,
                 recorded_at: unix_millis(SystemTime::now()),
@@ -323,6 +327,16 @@ impl CertificateStore for SqliteStore {
             Ok(rec)
         })
         .transpose()
+    }
+
+    fn find_by_subject_key_id(&self, ski: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.reader()
+            .prepare_cached(
+                "SELECT der FROM issued_certificates WHERE ski_hex = ?1 ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([hex_lower(ski)], |r| r.get(0)).optional())
+            .map_err(|e| StoreError::database("looking up a subject key identifier", e))
     }
 
     fn count_issued(&self) -> Result<u64, StoreError> {
@@ -443,6 +457,7 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<(Row, Ack)>, name: &str) {
                         rec,
                         sans_json,
                         recorded_at,
+                        ski_hex,
                     } => insert_issued.execute((
                         &rec.serial_hex,
                         &rec.ca_id,
@@ -454,6 +469,7 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<(Row, Ack)>, name: &str) {
                         &rec.operation,
                         &rec.der,
                         recorded_at,
+                        ski_hex,
                     )),
                     Row::Event {
                         at,
@@ -508,4 +524,15 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
             if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
                 || f.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
     )
+}
+
+/// Lower-case hex, the store's spelling of serials and key identifiers.
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
