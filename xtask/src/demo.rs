@@ -256,7 +256,14 @@ impl Demo {
                 .args(["--module", SOFTHSM2_MODULE, "--token-label", TOKEN_LABEL])
                 .args(["--login", "--pin", &pin, "--write-object"])
                 .arg(&raw)
-                .args(["--type", "secrkey", "--key-type", "AES:32", "--label", KEK_LABEL])
+                .args([
+                    "--type",
+                    "secrkey",
+                    "--key-type",
+                    "AES:32",
+                    "--label",
+                    KEK_LABEL,
+                ])
                 .args(["--id", "6b", "--usage-wrap", "--sensitive"]),
         );
         std::fs::remove_file(&raw)?;

@@ -41,9 +41,7 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     }
     (0..hex.len())
         .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| format!("{s:?} is not hex"))
-        })
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| format!("{s:?} is not hex")))
         .collect()
 }
 
