@@ -188,7 +188,9 @@ fn check_vendor(case: Case) {
     std::thread::sleep(Duration::from_millis(200));
     let workers = case.expected_pool as usize + 12;
     burst(&s, workers, workers * 3);
-    std::thread::sleep(Duration::from_millis(300)); // the shim writes its counters at most every 100 ms
+    // The shim writes its counters at most every 100 ms; the next health
+    // check (every 2 s) makes it write the last ones.
+    std::thread::sleep(Duration::from_millis(2500));
     let stats = shim.stats();
     assert_eq!(
         stats["pid"].as_u64(),
