@@ -12,7 +12,7 @@ use std::{
     collections::HashSet,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        Arc,
     },
     time::{Duration, Instant},
 };
@@ -282,23 +282,19 @@ fn token_gone_for_ten_seconds_under_load() {
     let csrs = ec_csrs(&s, "g", 4);
     let stop = Arc::new(AtomicBool::new(false));
     let epoch = Instant::now();
-    let timeline: Arc<Mutex<Vec<(Duration, u16, Duration)>>> = Arc::default();
 
     std::thread::scope(|scope| {
         let loader = {
-            let (client, csrs, stop, timeline) =
-                (client.clone(), csrs.clone(), stop.clone(), timeline.clone());
+            let (client, csrs, stop) = (client.clone(), csrs.clone(), stop.clone());
             scope.spawn(move || {
-                let answers = load(
+                load(
                     &client,
                     usize::MAX,
                     6,
                     Instant::now() + Duration::from_secs(60),
                     Some(stop),
                     |i| client.post_request(ENROLL, &csrs[i % csrs.len()]),
-                );
-                let _ = timeline;
-                answers
+                )
             })
         };
         let readyz = |c: &EstClient| c.once(&c.get_request("/readyz"));
@@ -341,8 +337,6 @@ fn token_gone_for_ten_seconds_under_load() {
         stop.store(true, Ordering::SeqCst);
         let answers = loader.join().unwrap();
 
-        // Timeline: when each request ended (approximately: answers are
-        // recorded on completion) and how long it took.
         let (certs, _) = sort_answers(&answers, "token gone");
         let slowest = answers.iter().map(|(_, a)| a.elapsed).max().unwrap();
         eprintln!(

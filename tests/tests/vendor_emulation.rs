@@ -22,7 +22,7 @@ use kipuka_tests::{
     est_client::{ca_pem, certs_from_pkcs7_b64, ec_csrs, load, openssl_verify_all, EstClient},
     est_server::{openssl, run, EstOptions, EstServer, PASSWORD, USER},
     shim::{vendor_profile, Shim},
-    tokens::{openssl35, TestToken, TokenKind},
+    tokens::{TestToken, TokenKind},
 };
 use serde_json::json;
 
@@ -698,5 +698,4 @@ fn utimaco_refuses_oaep_sha384_cleanly() {
         "{raw:?}"
     );
     assert!(shim.stat("oaep_refusals") >= 1, "{}", shim.stats());
-    let _ = openssl35();
 }
