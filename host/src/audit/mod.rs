@@ -235,6 +235,12 @@ impl Auditor {
         }
     }
 
+    /// Logs `ev` without recording it: for events the caller has already
+    /// written to the store with the row they describe.
+    pub fn log(&self, ev: &AuditEvent) {
+        log(ev);
+    }
+
     /// [`emit`](Self::emit) from synchronous code (e.g. a
     /// [`HealthListener`]): logs now, and records in the background on the
     /// current Tokio runtime, or on the one `new` was called on. Without a

@@ -325,17 +325,18 @@ impl EstService {
                 operation: operation.to_string(),
                 der: issued.der.clone(),
             };
-            match self.store.record_issued(record).await {
+            let event = AuditEvent::CertificateIssued {
+                ca_id: ca.config.id.clone(),
+                serial_hex: issued.serial_hex,
+                subject: issued.subject,
+                requester: principal.describe(),
+                operation: operation.to_string(),
+            };
+            // The certificate and its event in one commit: the answer waits
+            // for one durable write, not two.
+            match self.store.record_issued_with_event(record, &event).await {
                 Ok(()) => {
-                    self.auditor
-                        .emit(AuditEvent::CertificateIssued {
-                            ca_id: ca.config.id.clone(),
-                            serial_hex: issued.serial_hex,
-                            subject: issued.subject,
-                            requester: principal.describe(),
-                            operation: operation.to_string(),
-                        })
-                        .await;
+                    self.auditor.log(&event);
                     return Ok(issued.der);
                 }
                 Err(StoreError::DuplicateSerial(_)) => continue,

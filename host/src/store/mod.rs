@@ -204,6 +204,14 @@ pub trait CertificateStore: Send + Sync + 'static {
     /// with [`StoreError::DuplicateSerial`] if the serial is already recorded.
     fn record_issued(&self, rec: IssuedRecord) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// Records an issued certificate and its audit event together: both or
+    /// neither, in one commit (the enrollment path's one durable write).
+    fn record_issued_with_event(
+        &self,
+        rec: IssuedRecord,
+        ev: &crate::audit::AuditEvent,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
     /// Records an audit event, with the same durability as `record_issued`.
     fn record_event(&self, ev: &crate::audit::AuditEvent) -> BoxFuture<'_, Result<(), StoreError>>;
 

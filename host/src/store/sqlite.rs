@@ -57,13 +57,30 @@ enum Row {
         recorded_at: i64,
         /// The certificate's subjectKeyIdentifier (lower-case hex), if it has one.
         ski_hex: Option<String>,
+        /// Its `CertificateIssued` event, written in the same transaction:
+        /// one commit per enrollment, and never one row without the other.
+        event: Option<Box<EventRow>>,
     },
-    Event {
-        at: i64,
-        kind: &'static str,
-        ca_id: Option<String>,
-        data: String,
-    },
+    Event(EventRow),
+}
+
+/// An audit event ready to insert.
+struct EventRow {
+    at: i64,
+    kind: &'static str,
+    ca_id: Option<String>,
+    data: String,
+}
+
+impl EventRow {
+    fn of(ev: &AuditEvent) -> Self {
+        EventRow {
+            at: unix_millis(SystemTime::now()),
+            kind: ev.kind(),
+            ca_id: ev.ca_id().map(str::to_owned),
+            data: ev.to_json().to_string(),
+        }
+    }
 }
 
 // Nearly every job is a `Write`: boxing its row would only add an allocation.
@@ -274,18 +291,34 @@ impl CertificateStore for SqliteStore {
                 rec,
                 sans_json,
                 recorded_at: unix_millis(SystemTime::now()),
+                event: None,
+            })
+        });
+        self.write(row)
+    }
+
+    fn record_issued_with_event(
+        &self,
+        rec: IssuedRecord,
+        ev: &AuditEvent,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let event = EventRow::of(ev);
+        let row = check_serial(&rec.serial_hex).and_then(|()| {
+            let sans_json = serde_json::to_string(&rec.sans)
+                .map_err(|e| StoreError::InvalidRecord(format!("subject alt names: {e}")))?;
+            Ok(Row::Issued {
+                ski_hex: super::schema::subject_key_id_hex(&rec.der),
+                rec,
+                sans_json,
+                recorded_at: unix_millis(SystemTime::now()),
+                event: Some(Box::new(event)),
             })
         });
         self.write(row)
     }
 
     fn record_event(&self, ev: &AuditEvent) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.write(Ok(Row::Event {
-            at: unix_millis(SystemTime::now()),
-            kind: ev.kind(),
-            ca_id: ev.ca_id().map(str::to_owned),
-            data: ev.to_json().to_string(),
-        }))
+        self.write(Ok(Row::Event(EventRow::of(ev))))
     }
 
     fn serial_exists(&self, serial_hex: &str) -> Result<bool, StoreError> {
@@ -458,32 +491,35 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<(Row, Ack)>, name: &str) {
                         sans_json,
                         recorded_at,
                         ski_hex,
-                    } => insert_issued.execute((
-                        &rec.serial_hex,
-                        &rec.ca_id,
-                        &rec.subject,
-                        sans_json,
-                        unix_secs(rec.not_before),
-                        unix_secs(rec.not_after),
-                        &rec.requester,
-                        &rec.operation,
-                        &rec.der,
-                        recorded_at,
-                        ski_hex,
-                    )),
-                    Row::Event {
-                        at,
-                        kind,
-                        ca_id,
-                        data,
-                    } => insert_event.execute((at, kind, ca_id, data)),
+                        event,
+                    } => insert_issued
+                        .execute((
+                            &rec.serial_hex,
+                            &rec.ca_id,
+                            &rec.subject,
+                            sans_json,
+                            unix_secs(rec.not_before),
+                            unix_secs(rec.not_after),
+                            &rec.requester,
+                            &rec.operation,
+                            &rec.der,
+                            recorded_at,
+                            ski_hex,
+                        ))
+                        .and_then(|n| match event {
+                            Some(ev) => insert_event
+                                .execute((ev.at, ev.kind, &ev.ca_id, &ev.data))
+                                .map(|m| n + m),
+                            None => Ok(n),
+                        }),
+                    Row::Event(ev) => insert_event.execute((ev.at, ev.kind, &ev.ca_id, &ev.data)),
                 };
                 results.push(match result {
                     Ok(_) => Ok(()),
                     Err(e) if is_unique_violation(&e) => {
                         let serial = match row {
                             Row::Issued { rec, .. } => rec.serial_hex.clone(),
-                            Row::Event { .. } => String::new(),
+                            Row::Event(_) => String::new(),
                         };
                         Err(StoreError::DuplicateSerial(serial))
                     }

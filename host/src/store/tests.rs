@@ -180,6 +180,34 @@ fn a_duplicate_fails_only_its_own_caller_within_a_batch() {
 }
 
 #[test]
+fn a_certificate_and_its_event_are_recorded_together_or_not_at_all() {
+    let store = SqliteStore::open(&config("sqlite::memory:")).unwrap();
+    let event = |n: u32| AuditEvent::CertificateIssued {
+        ca_id: "main".into(),
+        serial_hex: serial(n),
+        subject: "CN=device-1,O=Example".into(),
+        requester: "basic:alice".into(),
+        operation: "simpleenroll".into(),
+    };
+    rt().block_on(async {
+        store
+            .record_issued_with_event(record(&serial(1)), &event(1))
+            .await
+            .unwrap();
+        // A duplicate serial: neither the certificate nor its event.
+        let e = store
+            .record_issued_with_event(record(&serial(1)), &event(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::DuplicateSerial(_)), "{e}");
+    });
+    assert_eq!(store.count_issued().unwrap(), 1);
+    let events = store.events(Some("CertificateIssued"), 10).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data["serial_hex"], serial(1));
+}
+
+#[test]
 fn events_are_listed_newest_first_and_by_kind() {
     let store: SharedStore = open_store(&config("sqlite::memory:")).unwrap();
     let auditor = Auditor::new(store.clone());
