@@ -902,7 +902,7 @@ fn common_cases(good_der: &[u8]) -> Vec<Case> {
             &good_b64,
         ),
         415,
-        "Content-Type",
+        "Content-Type header is not ASCII",
     ));
     cases.push(fast(
         "a non-UTF-8 header value on cacerts is ignored",

@@ -238,10 +238,14 @@ where
         }
     };
     let result = async {
-        let content_type = req
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
+        let content_type = match req.headers.get(header::CONTENT_TYPE) {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| {
+                EstError::UnsupportedMediaType(
+                    "the Content-Type header is not ASCII text; send application/pkcs10".into(),
+                )
+            })?),
+        };
         check_pkcs10_content_type(content_type)
             .map_err(|e| EstError::UnsupportedMediaType(e.to_string()))?;
         let body = read_body(body, svc.max_body, timeout).await?;
