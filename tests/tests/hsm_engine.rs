@@ -17,6 +17,11 @@ use kipuka_tests::{
     tokens::{openssl35, TokenKind},
 };
 
+/// The tests share one token per kind inside this process, and with it the
+/// library's process-wide login state: one pool's sessions closing or logging
+/// in under another's made tests fail at random. They run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn random_data(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 + 13) as u8 ^ rand_byte()).collect()
 }
@@ -38,6 +43,7 @@ fn md(h: HashAlg) -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsa_pkcs1_and_pss_with_every_hash_verify_with_openssl() {
+    let _serial = SERIAL.lock().await;
     for kind in TokenKind::ALL {
         let t = engine_token(kind);
         let pool = t.pool(4, RELAXED);
@@ -88,6 +94,7 @@ async fn rsa_pkcs1_and_pss_with_every_hash_verify_with_openssl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecdsa_on_each_curve_uses_the_curves_hash_and_verifies_with_openssl() {
+    let _serial = SERIAL.lock().await;
     for kind in TokenKind::ALL {
         let t = engine_token(kind);
         let pool = t.pool(4, RELAXED);
@@ -125,6 +132,7 @@ async fn ecdsa_on_each_curve_uses_the_curves_hash_and_verifies_with_openssl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ml_dsa_is_native_on_kryoptic_and_verifies_with_openssl_35() {
+    let _serial = SERIAL.lock().await;
     let t = engine_token(TokenKind::Kryoptic);
     let pool = t.pool(2, RELAXED);
     for ((suffix, set), sig_len) in ML_DSA.iter().zip([2420, 3309, 4627]) {
@@ -155,6 +163,7 @@ async fn ml_dsa_is_native_on_kryoptic_and_verifies_with_openssl_35() {
 
 #[test]
 fn softhsm2_has_no_ml_dsa_so_the_engine_chooses_the_software_fallback() {
+    let _serial = SERIAL.blocking_lock();
     let t = engine_token(TokenKind::SoftHsm2);
     let ctx = t.context();
     let chosen = choose_mechanism(
@@ -183,6 +192,7 @@ fn softhsm2_has_no_ml_dsa_so_the_engine_chooses_the_software_fallback() {
 
 #[test]
 fn the_public_key_kipuka_reads_equals_what_pkcs11_tool_exports() {
+    let _serial = SERIAL.blocking_lock();
     for kind in TokenKind::ALL {
         let t = engine_token(kind);
         let pool = t.pool(1, RELAXED);
@@ -224,6 +234,9 @@ fn known_secret(
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::AES),
             Attribute::Token(false),
+            // Public: a test key of known value needs no login, and the
+            // process's login state is shared with the other tests' pools.
+            Attribute::Private(false),
             Attribute::Value(value.to_vec()),
             Attribute::Extractable(true),
             Attribute::Sensitive(false),
@@ -235,6 +248,7 @@ fn known_secret(
 
 #[test]
 fn aes_key_wrap_is_unwrapped_by_an_independent_library() {
+    let _serial = SERIAL.blocking_lock();
     for kind in TokenKind::ALL {
         let t = engine_token(kind);
         let pool = t.pool(1, RELAXED);
@@ -274,6 +288,7 @@ fn openssl(args: &[&str]) -> Vec<u8> {
 
 #[test]
 fn rsa_oaep_wraps_are_decrypted_by_openssl_and_unsupported_hashes_refused() {
+    let _serial = SERIAL.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("client.pem");
     let key_s = key.to_str().unwrap();
@@ -363,6 +378,7 @@ fn x963_kdf_sha256(z: &[u8], shared_info: &[u8], len: usize) -> Vec<u8> {
 
 #[test]
 fn ecdh_es_wraps_are_unwrapped_with_openssls_ecdh_and_aes_kw() {
+    let _serial = SERIAL.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("client-ec.pem");
     let key_s = key.to_str().unwrap();

@@ -25,9 +25,9 @@ use zeroize::Zeroizing;
 use super::{
     context::Pkcs11Context,
     error::HsmError,
-    keys::{curve_oid, ec_spki, find_secret_key, rsa_spki, unwrap_ec_point},
+    keys::{curve_oid, ec_spki, find_secret_key, read_ec_point, rsa_spki},
     uri::Pkcs11Uri,
-    wrap::{ecdh_es_wrap, require, rsa_oaep_wrap, unsupported, EcdhWrapped, Scratch},
+    wrap::{ecdh_es_wrap, require, require_oaep, rsa_oaep_wrap, unsupported, EcdhWrapped, Scratch},
 };
 
 /// AES-256: the CEK and the transport key.
@@ -179,29 +179,7 @@ pub fn check_recipient(ctx: &Pkcs11Context, recipient: &CekRecipient) -> Result<
         CekRecipient::Kek(_) => {
             require(ctx, MechanismId::AES_KEY_WRAP, Operations::WRAP, "")?;
         }
-        CekRecipient::RsaOaep { hash, .. } => {
-            require(
-                ctx,
-                MechanismId::RSA_PKCS_OAEP,
-                Operations::WRAP,
-                &format!(", hash {hash}"),
-            )?;
-            if !ctx.profile().oaep_hashes.contains(hash) {
-                return Err(unsupported(
-                    ctx,
-                    MechanismId::RSA_PKCS_OAEP,
-                    format!(
-                        ", hash {hash} (the vendor supports only {})",
-                        ctx.profile()
-                            .oaep_hashes
-                            .iter()
-                            .map(|h| h.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-        }
+        CekRecipient::RsaOaep { hash, .. } => require_oaep(ctx, *hash)?,
         CekRecipient::EcdhEs { curve, .. } => {
             require(
                 ctx,
@@ -307,18 +285,8 @@ fn generate_pair(
                 .map_err(HsmError::pkcs11("C_GenerateKeyPair"))?;
             scratch.keep(public);
             scratch.keep(private);
-            let point = session
-                .get_attributes(public, &[AttributeType::EcPoint])
-                .map_err(HsmError::pkcs11("C_GetAttributeValue"))?
-                .into_iter()
-                .find_map(|a| match a {
-                    Attribute::EcPoint(p) => Some(p),
-                    _ => None,
-                })
-                .ok_or_else(|| internal("the token returned no CKA_EC_POINT".into()))?;
-            let point = unwrap_ec_point(&point, curve)
-                .ok_or_else(|| internal("CKA_EC_POINT is not an uncompressed point".into()))?;
-            Ok((private, ec_spki(curve, point).map_err(internal)?))
+            let point = read_ec_point(session, public, curve, "the generated key")?;
+            Ok((private, ec_spki(curve, &point).map_err(internal)?))
         }
     }
 }

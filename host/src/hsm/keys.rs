@@ -358,6 +358,29 @@ fn raw_spki(
     .map_err(|e| e.to_string())
 }
 
+/// The uncompressed point of the EC public key object `public` on `curve`
+/// (CKA_EC_POINT, with or without its OCTET STRING wrapper); `what` names
+/// the key in errors.
+pub fn read_ec_point(
+    session: &Session,
+    public: ObjectHandle,
+    curve: Curve,
+    what: &str,
+) -> Result<Vec<u8>, HsmError> {
+    get(session, public, &[AttributeType::EcPoint])?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::EcPoint(p) => Some(p),
+            _ => None,
+        })
+        .and_then(|p| unwrap_ec_point(&p, curve).map(<[u8]>::to_vec))
+        .ok_or_else(|| {
+            HsmError::Internal(format!(
+                "{what} has no uncompressed {curve} point in CKA_EC_POINT"
+            ))
+        })
+}
+
 /// SubjectPublicKeyInfo of an RSA key from its modulus and exponent.
 pub fn rsa_spki(n: &[u8], e: &[u8]) -> Result<Vec<u8>, String> {
     let key = pkcs1::RsaPublicKey {

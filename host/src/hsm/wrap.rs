@@ -12,7 +12,7 @@ use cryptoki::{
         rsa::{PkcsOaepParams, PkcsOaepSource},
         Mechanism, MechanismType,
     },
-    object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle},
+    object::{Attribute, KeyType, ObjectClass, ObjectHandle},
     session::Session,
 };
 use der::Encode;
@@ -21,7 +21,7 @@ use kipuka_plugin_api::{Curve, HashAlg, MechanismId, Operations};
 use super::{
     context::Pkcs11Context,
     error::HsmError,
-    keys::{curve_field_bytes, curve_oid, unwrap_ec_point},
+    keys::{curve_field_bytes, curve_oid, read_ec_point, unwrap_ec_point},
 };
 
 /// Session objects created for one operation, destroyed when it ends —
@@ -114,6 +114,29 @@ fn oaep_hash(h: HashAlg) -> Option<(MechanismType, cryptoki::mechanism::rsa::Pkc
     }
 }
 
+/// Fails unless the plugin and the token support RSA-OAEP wrapping and the
+/// vendor supports `hash` with it (Utimaco: no SHA-384).
+pub fn require_oaep(ctx: &Pkcs11Context, hash: HashAlg) -> Result<(), HsmError> {
+    let detail = format!(", hash {hash}");
+    require(ctx, MechanismId::RSA_PKCS_OAEP, Operations::WRAP, &detail)?;
+    if ctx.profile().oaep_hashes.contains(&hash) {
+        return Ok(());
+    }
+    Err(unsupported(
+        ctx,
+        MechanismId::RSA_PKCS_OAEP,
+        format!(
+            "{detail} (the vendor supports only {})",
+            ctx.profile()
+                .oaep_hashes
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
+}
+
 /// Encrypts `key` to the RSA public key (`modulus`, `exponent`) with
 /// RSAES-OAEP, `hash` for both the label hash and MGF1, empty label.
 /// The public key is imported as a session object and destroyed after.
@@ -133,22 +156,7 @@ pub fn rsa_oaep_wrap(
             format!("{detail} (kipuka wraps with SHA-256 or SHA-384)"),
         )
     })?;
-    require(ctx, MechanismId::RSA_PKCS_OAEP, Operations::WRAP, &detail)?;
-    if !ctx.profile().oaep_hashes.contains(&hash) {
-        return Err(unsupported(
-            ctx,
-            MechanismId::RSA_PKCS_OAEP,
-            format!(
-                "{detail} (the vendor supports only {})",
-                ctx.profile()
-                    .oaep_hashes
-                    .iter()
-                    .map(|h| h.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
+    require_oaep(ctx, hash)?;
     let mut scratch = Scratch::new(session);
     let public = scratch.keep(
         session
@@ -250,18 +258,7 @@ pub fn ecdh_es_wrap(
         .map_err(HsmError::pkcs11("C_GenerateKeyPair"))?;
     scratch.keep(public);
     scratch.keep(private);
-    let ephemeral = session
-        .get_attributes(public, &[AttributeType::EcPoint])
-        .map_err(HsmError::pkcs11("C_GetAttributeValue"))?
-        .into_iter()
-        .find_map(|a| match a {
-            Attribute::EcPoint(p) => Some(p),
-            _ => None,
-        })
-        .and_then(|p| unwrap_ec_point(&p, curve).map(<[u8]>::to_vec))
-        .ok_or_else(|| {
-            HsmError::Internal("the ephemeral public key has no usable CKA_EC_POINT".into())
-        })?;
+    let ephemeral = read_ec_point(session, public, curve, "the ephemeral public key")?;
     debug_assert_eq!(ephemeral.len(), 1 + 2 * curve_field_bytes(curve));
 
     let derive = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::sha256(shared_info), point));
