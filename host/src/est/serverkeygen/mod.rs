@@ -313,7 +313,9 @@ impl EstService {
             }
         };
 
-        // Everything that can fail has; now the certificate, committed first.
+        // What can still fail is the CA's profile (403) and the store (503);
+        // either way no certificate is handed out and the key is already gone
+        // from the token. The certificate is committed before the answer.
         let mut issued_for = csr;
         issued_for.spki_der = spki_der;
         let cert = self
