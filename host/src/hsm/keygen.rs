@@ -27,7 +27,10 @@ use super::{
     error::HsmError,
     keys::{curve_oid, ec_spki, find_secret_key, read_ec_point, rsa_spki},
     uri::Pkcs11Uri,
-    wrap::{ecdh_es_wrap, require, require_oaep, rsa_oaep_wrap, unsupported, EcdhWrapped, Scratch},
+    wrap::{
+        ecdh_es_wrap, require, require_ecdh_es, require_oaep, rsa_oaep_wrap, unsupported,
+        EcdhWrapped, Scratch,
+    },
 };
 
 /// AES-256: the CEK and the transport key.
@@ -180,15 +183,7 @@ pub fn check_recipient(ctx: &Pkcs11Context, recipient: &CekRecipient) -> Result<
             require(ctx, MechanismId::AES_KEY_WRAP, Operations::WRAP, "")?;
         }
         CekRecipient::RsaOaep { hash, .. } => require_oaep(ctx, *hash)?,
-        CekRecipient::EcdhEs { curve, .. } => {
-            require(
-                ctx,
-                MechanismId::ECDH1_DERIVE,
-                Operations::DERIVE,
-                &format!(" on {curve}"),
-            )?;
-            require(ctx, MechanismId::AES_KEY_WRAP, Operations::WRAP, "")?;
-        }
+        CekRecipient::EcdhEs { curve, .. } => require_ecdh_es(ctx, *curve)?,
     }
     Ok(())
 }

@@ -192,6 +192,20 @@ pub fn rsa_oaep_wrap(
         })
 }
 
+/// Fails unless the plugin and the token support what [`ecdh_es_wrap`]
+/// needs on `curve`: an ephemeral key pair, ECDH derivation, AES key wrap.
+pub fn require_ecdh_es(ctx: &Pkcs11Context, curve: Curve) -> Result<(), HsmError> {
+    let detail = format!(" on {curve}");
+    require(
+        ctx,
+        MechanismId::EC_KEY_PAIR_GEN,
+        Operations::GENERATE_KEY_PAIR,
+        &detail,
+    )?;
+    require(ctx, MechanismId::ECDH1_DERIVE, Operations::DERIVE, &detail)?;
+    require(ctx, MechanismId::AES_KEY_WRAP, Operations::WRAP, "")
+}
+
 /// The result of an ECDH-ES key wrap.
 #[derive(Clone, Debug)]
 pub struct EcdhWrapped {
@@ -216,19 +230,7 @@ pub fn ecdh_es_wrap(
     kek_bits: u32,
     key: ObjectHandle,
 ) -> Result<EcdhWrapped, HsmError> {
-    require(
-        ctx,
-        MechanismId::EC_KEY_PAIR_GEN,
-        Operations::GENERATE_KEY_PAIR,
-        &format!(" on {curve}"),
-    )?;
-    require(
-        ctx,
-        MechanismId::ECDH1_DERIVE,
-        Operations::DERIVE,
-        &format!(" on {curve}"),
-    )?;
-    require(ctx, MechanismId::AES_KEY_WRAP, Operations::WRAP, "")?;
+    require_ecdh_es(ctx, curve)?;
     let point = unwrap_ec_point(recipient_point, curve).ok_or_else(|| {
         unsupported(
             ctx,
