@@ -32,6 +32,15 @@ const ENROLL: &str = "/.well-known/est/ec/simpleenroll";
 
 /// A server on SoftHSM2 behind a pass-through shim.
 fn start(hsm_extra: &str, health_secs: u64) -> (EstServer, Shim, tempfile::TempDir) {
+    start_opts(EstOptions {
+        health_check_interval_secs: Some(health_secs),
+        hsm_extra: hsm_extra.to_string(),
+        ..EstOptions::default()
+    })
+}
+
+/// Same, with `opts` for everything but the library and the shim's variable.
+fn start_opts(opts: EstOptions) -> (EstServer, Shim, tempfile::TempDir) {
     let tmp = tempfile::Builder::new()
         .prefix("kipuka-faults-")
         .tempdir()
@@ -41,13 +50,11 @@ fn start(hsm_extra: &str, health_secs: u64) -> (EstServer, Shim, tempfile::TempD
         TokenKind::SoftHsm2,
         EstOptions {
             library: Some(kipuka_tests::artifacts::pkcs11_shim()),
-            health_check_interval_secs: Some(health_secs),
-            hsm_extra: hsm_extra.to_string(),
             env: vec![(
                 CONFIG_VAR.to_string(),
                 shim_dir.join("shim.json").display().to_string(),
             )],
-            ..EstOptions::default()
+            ..opts
         },
         |token| Shim::new(&shim_dir, token),
     );
@@ -444,5 +451,93 @@ fn sigkill_under_load_loses_no_certificate() {
     assert!(
         stored.parse::<usize>().unwrap() >= certs.len() + 40,
         "{stored}"
+    );
+}
+
+/// A C_Sign that does not return: its request gets a 503 at the operation
+/// timeout instead of hanging, later requests fail as fast, the server keeps
+/// answering, the late signature is never turned into a certificate, and
+/// service resumes by itself once the HSM answers again.
+#[test]
+fn a_hung_hsm_call_is_a_503_at_the_operation_timeout() {
+    let (s, mut shim, _tmp) = start_opts(EstOptions {
+        pool_size: Some(2),
+        health_check_interval_secs: Some(1),
+        hsm_extra: "operation_timeout_ms = 500\nacquire_timeout_ms = 1000".into(),
+        ..EstOptions::default()
+    });
+    let client = EstClient::new(&s);
+    let csrs = ec_csrs(&s, "h", 2);
+    let db = s.dir.join("kipuka.db");
+    let count = || {
+        sqlite(&db, "SELECT count(*) FROM issued_certificates")
+            .parse::<usize>()
+            .unwrap()
+    };
+    let first = client.once(&client.post_request(ENROLL, &csrs[0]));
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(count(), 1);
+
+    // Every signature now takes 4 s: longer than the operation timeout.
+    shim.set("sign_delay_ms", json!([4000, 4000]));
+    let hung = load(
+        &client,
+        4,
+        4,
+        Instant::now() + Duration::from_secs(30),
+        None,
+        |i| client.post_request(ENROLL, &csrs[i % csrs.len()]),
+    );
+    for (i, a) in &hung {
+        assert_eq!(a.status, 503, "request {i}: {}", a.text());
+        assert!(
+            a.header("retry-after").is_some(),
+            "request {i}: {:?}",
+            a.headers
+        );
+        // Two wait 0.5 s for their signature; the other two wait up to 1 s
+        // for a session, which the hung calls keep.
+        assert!(
+            a.elapsed < Duration::from_millis(2500),
+            "request {i} took {:?}",
+            a.elapsed
+        );
+    }
+    let texts: Vec<String> = hung.iter().map(|(_, a)| a.text()).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("did not answer within 500ms")),
+        "{texts:?}"
+    );
+    let healthz = client.once(&client.get_request("/healthz"));
+    assert_eq!(healthz.status, 200, "the server still answers");
+
+    // The HSM answers again. The two late signatures come back and are
+    // dropped; from then on enrollments succeed without a restart.
+    shim.set("sign_delay_ms", json!([0, 0]));
+    std::thread::sleep(Duration::from_millis(4500));
+    let after = load(
+        &client,
+        20,
+        4,
+        Instant::now() + Duration::from_secs(30),
+        None,
+        |i| client.post_request(ENROLL, &csrs[i % csrs.len()]),
+    );
+    let (certs, unavailable) = sort_answers(&after, "after the hang");
+    assert_eq!(unavailable, 0, "every request after the hang succeeds");
+    assert_eq!(certs.len(), 20);
+    assert_eq!(
+        count(),
+        21,
+        "no certificate for a timed-out request was recorded"
+    );
+    assert_in_store(&s, &certs);
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(
+        log.contains("HSM operation timed out"),
+        "{}",
+        log_tail(&s, 20)
     );
 }

@@ -159,6 +159,12 @@ pub struct HsmConfig {
     pub pool_size: Option<u32>,
     /// Milliseconds to wait for a free session before failing a request. Default 2000.
     pub acquire_timeout_ms: u64,
+    /// Milliseconds one HSM operation (a signature; for `/serverkeygen`, the
+    /// key generation and its export) may take before its request gets 503.
+    /// PKCS#11 cannot cancel a call: the session stays in use until the HSM
+    /// answers, and each timeout counts towards `degraded_after_errors`.
+    /// Default 30000.
+    pub operation_timeout_ms: u64,
     /// Seconds between health checks of the token. Default 10. Keep it below
     /// the HSM's idle-session timeout (Luna) to avoid session churn.
     pub health_check_interval_secs: u64,
@@ -182,6 +188,7 @@ impl Default for HsmConfig {
             env: BTreeMap::new(),
             pool_size: None,
             acquire_timeout_ms: 2000,
+            operation_timeout_ms: 30_000,
             health_check_interval_secs: 10,
             degraded_after_errors: 3,
             unavailable_after_errors: 10,

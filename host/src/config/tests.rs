@@ -161,10 +161,11 @@ fn defaults_fill_a_minimal_config() {
     assert_eq!(
         (
             c.hsm.acquire_timeout_ms,
+            c.hsm.operation_timeout_ms,
             c.hsm.degraded_after_errors,
             c.hsm.unavailable_after_errors
         ),
-        (2000, 3, 10)
+        (2000, 30_000, 3, 10)
     );
     assert_eq!(
         (c.db.url.as_str(), c.db.max_connections),

@@ -132,10 +132,15 @@ fn check_hsm(h: &HsmConfig) -> Result<(), ConfigError> {
     if let Some(user_type) = &h.user_type {
         parse_user_type(user_type)?;
     }
-    if h.pool_size == Some(0) || h.acquire_timeout_ms == 0 || h.health_check_interval_secs == 0 {
+    if h.pool_size == Some(0)
+        || h.acquire_timeout_ms == 0
+        || h.operation_timeout_ms == 0
+        || h.health_check_interval_secs == 0
+    {
         return Err(invalid(
             at,
-            "pool_size, acquire_timeout_ms and health_check_interval_secs must be greater than 0",
+            "pool_size, acquire_timeout_ms, operation_timeout_ms and health_check_interval_secs \
+             must be greater than 0",
         ));
     }
     if h.degraded_after_errors == 0 || h.unavailable_after_errors < h.degraded_after_errors {

@@ -217,6 +217,7 @@ impl HsmEngine {
             PoolSettings {
                 size: config.hsm_pool_size() as usize,
                 acquire_timeout: Duration::from_millis(config.hsm.acquire_timeout_ms),
+                operation_timeout: Duration::from_millis(config.hsm.operation_timeout_ms),
                 thresholds: HealthThresholds {
                     degraded_after: config.hsm.degraded_after_errors,
                     unavailable_after: config.hsm.unavailable_after_errors,

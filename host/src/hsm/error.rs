@@ -73,6 +73,10 @@ pub enum HsmError {
         /// How long the caller waited.
         waited: Duration,
     },
+    /// An operation ran past the deadline; the session stays checked out
+    /// until the HSM answers, because PKCS#11 cannot cancel a call.
+    #[error("the HSM did not answer within {0:?}; its session stays in use until it does")]
+    TimedOut(Duration),
     /// The HSM is not reachable right now.
     #[error("HSM unavailable: {0}")]
     Unavailable(String),
@@ -140,8 +144,10 @@ impl HsmError {
     /// Whether the client may retry later (busy or HSM trouble), as opposed
     /// to a request or configuration problem.
     pub fn is_transient(&self) -> bool {
-        matches!(self, HsmError::Busy { .. } | HsmError::Unavailable(_))
-            || self.class() != FailureClass::Operation
+        matches!(
+            self,
+            HsmError::Busy { .. } | HsmError::Unavailable(_) | HsmError::TimedOut(_)
+        ) || self.class() != FailureClass::Operation
     }
 }
 

@@ -42,6 +42,8 @@ pub struct PoolSettings {
     pub size: usize,
     /// How long a caller waits for a free session before `Busy`.
     pub acquire_timeout: Duration,
+    /// How long a caller waits for its operation before `TimedOut`.
+    pub operation_timeout: Duration,
     /// Health thresholds.
     pub thresholds: HealthThresholds,
 }
@@ -68,6 +70,7 @@ pub struct SessionPool {
     user_type: UserType,
     size: usize,
     acquire_timeout: Duration,
+    operation_timeout: Duration,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Session>>,
     open: AtomicUsize,
@@ -111,6 +114,7 @@ impl SessionPool {
             user_type,
             size,
             acquire_timeout: settings.acquire_timeout,
+            operation_timeout: settings.operation_timeout,
             permits: Arc::new(Semaphore::new(size)),
             idle: Mutex::new(Vec::with_capacity(size)),
             open: AtomicUsize::new(0),
@@ -150,7 +154,10 @@ impl SessionPool {
     /// Runs `op` on a session of the pool, on a blocking thread.
     ///
     /// Waits at most the acquire timeout for a free session (`Busy` after
-    /// it). A failure that broke the session or the token is retried once
+    /// it), then at most the operation timeout for `op` (`TimedOut` after
+    /// it: a hung HSM call must not hang the request; the blocking thread
+    /// keeps the session and its permit until the call returns, and then
+    /// checks the session in as usual). A failure that broke the session or the token is retried once
     /// on a fresh session, after re-initialising the library if the token
     /// went away; while the token stays unreachable callers fail fast with
     /// `Unavailable` instead of queueing behind it.
@@ -183,12 +190,20 @@ impl SessionPool {
             // way (a partition's idle timeout closes them all), so each is
             // checked before use.
             let verify_idle = attempt > 0;
-            let result = tokio::task::spawn_blocking(move || {
+            let worker = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 pool.run_blocking_on(&*op, verify_idle)
-            })
-            .await
-            .map_err(|e| HsmError::Internal(format!("HSM worker thread failed: {e}")))?;
+            });
+            let Ok(joined) = tokio::time::timeout(self.operation_timeout, worker).await else {
+                let e = HsmError::TimedOut(self.operation_timeout);
+                tracing::warn!(token = %self.ctx.summary().label, error = %e, "HSM operation timed out");
+                // Counts towards degraded/unavailable; the late answer, if it
+                // comes, counts as a success again.
+                self.health.failure(&e.to_string(), false);
+                return Err(e);
+            };
+            let result =
+                joined.map_err(|e| HsmError::Internal(format!("HSM worker thread failed: {e}")))?;
             match result {
                 Err(e) if attempt == 0 && e.class() != FailureClass::Operation => {
                     tracing::debug!(error = %e, "HSM operation failed; retrying on a fresh session");
