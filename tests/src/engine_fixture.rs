@@ -82,6 +82,7 @@ impl EngineToken {
             PoolSettings {
                 size,
                 acquire_timeout: Duration::from_secs(10),
+                operation_timeout: Duration::from_secs(60),
                 thresholds,
             },
         )

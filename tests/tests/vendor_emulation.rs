@@ -560,6 +560,7 @@ fn utimaco_refuses_oaep_sha384_cleanly() {
         PoolSettings {
             size: 2,
             acquire_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(60),
             thresholds: kipuka_tests::engine_fixture::RELAXED,
         },
     )
