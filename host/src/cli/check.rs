@@ -3,8 +3,12 @@
 
 use std::{path::Path, process::ExitCode};
 
+use x509_cert::Certificate;
+
 use crate::{
+    ca::chain::read_certificates,
     config::Config,
+    est::auth::ClientIssuers,
     hsm::{
         engine::{describe_library, load_plugins, HsmEngine},
         KeyCustody,
@@ -28,6 +32,9 @@ pub fn check(config_path: &Path) -> ExitCode {
 fn run(config_path: &Path) -> Result<String, String> {
     use std::fmt::Write;
     let config = Config::load(Some(config_path)).map_err(|e| e.to_string())?;
+    // Before the HSM: a missing issuer file is a configuration mistake,
+    // reported at once rather than after logging in to the token.
+    let clients = client_reports(&config)?;
     let registry = load_plugins(&config);
     let mut out = String::new();
     for refused in registry.refused() {
@@ -74,7 +81,7 @@ fn run(config_path: &Path) -> Result<String, String> {
         "health:    checked every {:?}",
         engine.health_interval()
     );
-    for ca in &config.ca {
+    for (ca, clients) in config.ca.iter().zip(&clients) {
         let key = engine.open_ca(ca).map_err(|e| e.to_string())?;
         let _ = writeln!(
             out,
@@ -103,10 +110,113 @@ fn run(config_path: &Path) -> Result<String, String> {
         for w in &key.warnings {
             let _ = writeln!(out, "  warning:   {w}");
         }
+        let _ = writeln!(out, "  clients:   {}", clients.accepts);
+        for w in &clients.warnings {
+            let _ = writeln!(out, "  warning:   {w}");
+        }
         serverkeygen_report(&mut out, ca, pool)?;
     }
     let _ = writeln!(out, "ok: {} CA(s) ready", config.ca.len());
     Ok(out)
+}
+
+/// What `check` warns about `client_issuers` (a listed issuer that no TLS
+/// anchor leads to), one line per issuer naming its CA, for `serve` to log.
+/// An unusable issuer file is an error naming the CA and the file.
+pub fn client_issuer_warnings(config: &Config) -> Result<Vec<String>, String> {
+    let reports = client_reports(config)?;
+    Ok(config
+        .ca
+        .iter()
+        .zip(reports)
+        .flat_map(|(ca, report)| {
+            report
+                .warnings
+                .into_iter()
+                .map(move |w| format!("CA {}: {w}", ca.id))
+        })
+        .collect())
+}
+
+/// Which client certificates one CA accepts, as `check` reports it.
+struct ClientReport {
+    /// One line.
+    accepts: String,
+    /// Listed issuers that cannot be reached from a TLS anchor.
+    warnings: Vec<String>,
+}
+
+/// Reads every CA's `client_issuers` (an unusable file is an error naming
+/// the CA and the file) and says what each CA accepts, in configuration order.
+fn client_reports(config: &Config) -> Result<Vec<ClientReport>, String> {
+    // Read only when some CA lists issuers, so that nothing changes for
+    // configurations without client_issuers.
+    let anchors = if config.ca.iter().any(|ca| ca.client_issuers.is_some()) {
+        client_anchors(config)?
+    } else {
+        Vec::new()
+    };
+    let mut reports = Vec::new();
+    for ca in &config.ca {
+        let issuers = ClientIssuers::for_ca(ca).map_err(|e| format!("CA {}: {e}", ca.id))?;
+        let Some(issuers) = issuers else {
+            reports.push(ClientReport {
+                accepts: "any TLS client certificate that verifies to [server] client_ca or a \
+                          CA of this server (client_issuers unset)"
+                    .into(),
+                warnings: Vec::new(),
+            });
+            continue;
+        };
+        reports.push(client_report(&issuers, &anchors));
+    }
+    Ok(reports)
+}
+
+fn client_report(issuers: &ClientIssuers, anchors: &[Certificate]) -> ClientReport {
+    let listed: Vec<String> = issuers
+        .iter()
+        .map(|i| format!("{:?} ({})", i.subject(), i.path.display()))
+        .collect();
+    let warnings = issuers
+        .unanchored(anchors)
+        .into_iter()
+        .map(|i| {
+            format!(
+                "client_issuers: {} ({:?}) is not a TLS anchor ([server] client_ca or a CA of \
+                 this server) nor issued by one: the certificates it issued pass the TLS \
+                 handshake only if their clients also send the intermediates up to an anchor",
+                i.path.display(),
+                i.subject()
+            )
+        })
+        .collect();
+    ClientReport {
+        accepts: format!(
+            "TLS client certificates issued by {} only (client_issuers); others get 403",
+            listed.join(", ")
+        ),
+        warnings,
+    }
+}
+
+/// The anchors the TLS layer verifies client chains against: the
+/// `[server] client_ca` certificates and each CA's own certificate.
+fn client_anchors(config: &Config) -> Result<Vec<Certificate>, String> {
+    let mut anchors = Vec::new();
+    for path in &config.server.client_ca {
+        anchors.extend(read_certificates(path).map_err(|e| format!("[server] client_ca: {e}"))?);
+    }
+    // A CA certificate that cannot be read is reported by the CA's own check.
+    for ca in &config.ca {
+        if let Some(cert) = read_certificates(&ca.cert)
+            .ok()
+            .and_then(|c| c.into_iter().next())
+        {
+            anchors.push(cert);
+        }
+    }
+    Ok(anchors)
 }
 
 /// What `/serverkeygen` does for `ca` on this token: how generated keys

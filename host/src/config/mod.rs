@@ -252,6 +252,36 @@ pub struct CaConfig {
     /// Environment variable holding the passphrase of `software_key`.
     #[serde(default)]
     pub software_key_passphrase_env: Option<String>,
+    /// Which TLS client certificates may authenticate at this CA: the
+    /// certificates (PEM or DER files, one issuer certificate per file) of
+    /// the issuers whose certificates are accepted, e.g.
+    /// `["/etc/kipuka/idevid-ca.pem"]`.
+    ///
+    /// Unset (the default): any client certificate that verifies to a
+    /// `[server] client_ca` anchor or a CA certificate of this server
+    /// authenticates `/simpleenroll` and `/serverkeygen` here.
+    ///
+    /// Set: a client certificate is accepted for `/simpleenroll`,
+    /// `/serverkeygen` and `/simplereenroll` only if one of the listed
+    /// certificates issued it — its issuer name is that certificate's
+    /// subject and its signature verifies with that certificate's public
+    /// key. Any other client certificate gets 403 naming this CA. It
+    /// narrows, never widens: the TLS handshake still verifies every client
+    /// chain to a `[server] client_ca` anchor, so list each issuer there too
+    /// (or an anchor above it). `/simplereenroll` further requires that
+    /// this CA issued the certificate being renewed, so list this CA's own
+    /// `cert` here to let its certificates re-enroll (and enroll anew).
+    /// HTTP Basic users are not affected (see `auth.users.cas`). A client
+    /// that presents a certificate is judged by it, even if it also sends
+    /// Basic credentials.
+    ///
+    /// Each file must hold exactly one certificate: a file with a whole
+    /// chain would also accept the certificates its root issued directly.
+    /// The files are read at start-up (`kipuka serve`, `kipuka check`); a
+    /// missing or unusable file stops it with an error naming the CA and the
+    /// file. An empty list is refused (leave the key out instead).
+    #[serde(default)]
+    pub client_issuers: Option<Vec<PathBuf>>,
     /// What certificates this CA issues.
     #[serde(default)]
     pub profile: ProfileConfig,

@@ -430,6 +430,50 @@ fn validate_ca_key_sources_and_auth() {
 }
 
 #[test]
+fn client_issuers_unset_by_default_and_listed_in_order() {
+    let c = parsed_valid(BASE);
+    assert_eq!(c.ca[0].client_issuers, None, "unset: today's behaviour");
+    let c = parsed_valid(&format!(
+        "{BASE}client_issuers = [\"/etc/kipuka/idevid-ca.pem\", \"fleet-ca.der\"]\n"
+    ));
+    assert_eq!(
+        c.ca[0].client_issuers,
+        Some(vec![
+            PathBuf::from("/etc/kipuka/idevid-ca.pem"),
+            PathBuf::from("fleet-ca.der")
+        ])
+    );
+    // Validation does not read the files: `serve` and `check` do, at start-up.
+    parsed_valid(&format!(
+        "{BASE}client_issuers = [\"/nonexistent/issuer.pem\"]\n"
+    ));
+}
+
+#[test]
+fn validate_rejects_empty_duplicate_and_blank_client_issuers() {
+    let msg = invalid_msg("client_issuers = []\n");
+    assert!(
+        msg.starts_with(r#"ca "a": client_issuers is empty: list at least one issuer"#),
+        "{msg}"
+    );
+    let msg = invalid_msg("client_issuers = [\"/i.pem\", \"/j.pem\", \"/i.pem\"]\n");
+    assert_eq!(msg, r#"ca "a": client_issuers lists /i.pem twice"#);
+    let msg = invalid_msg("client_issuers = [\"\"]\n");
+    assert_eq!(msg, r#"ca "a": client_issuers has an empty path"#);
+}
+
+#[test]
+fn client_issuers_must_be_a_list_of_paths() {
+    let err = Config::from_toml_str(&format!("{BASE}client_issuers = \"/i.pem\"\n"))
+        .expect_err("a string is not a list")
+        .to_string();
+    assert!(
+        err.starts_with(r#"key "ca[0].client_issuers" in the configuration string: invalid type"#),
+        "{err}"
+    );
+}
+
+#[test]
 fn user_type_parses() {
     let mut c = parse(BASE);
     for (text, want) in [

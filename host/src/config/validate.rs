@@ -40,6 +40,8 @@ impl Config {
     ///   path segment, so `..` and `/` are out); at most one `default = true`;
     /// - each CA has exactly one of `key` (a `pkcs11:` URI) and `software_key`;
     ///   key usages, extended key usages and allowed key specs are known;
+    ///   `client_issuers`, when set, is a non-empty list of distinct paths
+    ///   (the files themselves are read at start-up, not here);
     /// - `[hsm]`: at most one of `pin_env`, `pin_file`, `pin`; `env` names and
     ///   `user_type` valid; error thresholds ordered;
     /// - `[auth]` users unique, argon2 hashes, known CA ids; sane `[server]`,
@@ -309,7 +311,39 @@ fn check_ca(ca: &CaConfig, at: &str) -> Result<(), ConfigError> {
         spec.parse::<KeySpec>()
             .map_err(|e| invalid(at, format!("profile.allowed_keys: {e}")))?;
     }
+    check_client_issuers(ca, at)?;
     check_serverkeygen(ca, at)
+}
+
+/// `client_issuers`: the list's shape only. Reading the files is start-up
+/// work (`serve`, `check`), like every other path of the configuration.
+fn check_client_issuers(ca: &CaConfig, at: &str) -> Result<(), ConfigError> {
+    let Some(paths) = &ca.client_issuers else {
+        return Ok(());
+    };
+    // An empty list could mean "no certificate" or "any certificate": refuse
+    // the ambiguity rather than guess.
+    if paths.is_empty() {
+        return Err(invalid(
+            at,
+            "client_issuers is empty: list at least one issuer certificate file, or leave \
+             client_issuers out to accept every client certificate that verifies to \
+             [server] client_ca",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for path in paths {
+        if path.as_os_str().is_empty() {
+            return Err(invalid(at, "client_issuers has an empty path"));
+        }
+        if !seen.insert(path) {
+            return Err(invalid(
+                at,
+                format!("client_issuers lists {} twice", path.display()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_serverkeygen(ca: &CaConfig, at: &str) -> Result<(), ConfigError> {

@@ -1,4 +1,7 @@
-//! Who is asking: a verified TLS client certificate or HTTP Basic.
+//! Who is asking: a verified TLS client certificate or HTTP Basic; and
+//! whether a CA accepts that certificate (`client_issuers`).
+
+mod client_issuers;
 
 use std::{
     collections::HashMap,
@@ -13,6 +16,8 @@ use x509_cert::Certificate;
 use crate::{config::BasicUser, tls::ConnInfo};
 
 use super::error::EstError;
+
+pub use client_issuers::{ClientIssuer, ClientIssuers, IssuerFileError, NotAccepted};
 
 /// An authenticated requester.
 #[derive(Clone, Debug)]
@@ -51,15 +56,20 @@ pub fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The DER of the connection's client certificate, as the client sent it.
+pub fn client_certificate_der(conn: &ConnInfo) -> Option<&[u8]> {
+    conn.peer_chain
+        .as_ref()
+        .and_then(|chain| chain.first())
+        .map(|leaf| leaf.as_ref())
+}
+
 /// The client certificate of the connection, if it presented one.
 pub fn client_certificate(conn: &ConnInfo) -> Result<Option<Arc<Certificate>>, EstError> {
-    let Some(chain) = &conn.peer_chain else {
+    let Some(leaf) = client_certificate_der(conn) else {
         return Ok(None);
     };
-    let Some(leaf) = chain.first() else {
-        return Ok(None);
-    };
-    Certificate::from_der(leaf.as_ref())
+    Certificate::from_der(leaf)
         .map(|c| Some(Arc::new(c)))
         .map_err(|e| EstError::BadRequest(format!("client certificate cannot be decoded: {e}")))
 }

@@ -21,7 +21,10 @@ use crate::{
 };
 
 use super::{
-    auth::{client_certificate, issued_by, Authenticator, Principal},
+    auth::{
+        client_certificate, client_certificate_der, issued_by, Authenticator, ClientIssuers,
+        NotAccepted, Principal,
+    },
     csrattrs::{encode_csrattrs, CsrAttrsSpec, KeyRequest},
     error::EstError,
     wire::{certs_only, decode_body},
@@ -39,6 +42,9 @@ pub struct CaEndpoint {
     pub cacerts_der: bytes::Bytes,
     /// `/csrattrs` answer (DER), or None for 204.
     pub csrattrs_der: Option<bytes::Bytes>,
+    /// `client_issuers`, read at start-up; None: every client certificate
+    /// that passed TLS is accepted.
+    pub client_issuers: Option<ClientIssuers>,
 }
 
 /// Everything the handlers need.
@@ -126,7 +132,8 @@ pub fn csrattrs_for(ca: &CaConfig) -> Result<Option<Vec<u8>>, EstError> {
 }
 
 impl CaEndpoint {
-    /// Builds the endpoint, precomputing the static answers.
+    /// Builds the endpoint, precomputing the static answers and reading the
+    /// `client_issuers` files (an unusable one is an error naming the file).
     pub fn new(
         config: CaConfig,
         issuer: Issuer,
@@ -140,12 +147,14 @@ impl CaEndpoint {
             .map_err(internal)?;
         let cacerts_der = certs_only(&chain).map_err(internal)?.into();
         let csrattrs_der = csrattrs_for(&config)?.map(Into::into);
+        let client_issuers = ClientIssuers::for_ca(&config).map_err(internal)?;
         Ok(CaEndpoint {
             config,
             issuer,
             pool,
             cacerts_der,
             csrattrs_der,
+            client_issuers,
         })
     }
 
@@ -158,6 +167,40 @@ impl CaEndpoint {
 
     fn ca_cert(&self) -> &Certificate {
         &self.issuer.chain()[0]
+    }
+
+    /// Whether this CA accepts the client certificate `cert` of `conn`
+    /// (`client_issuers`): 403 naming the CA otherwise. The certificate has
+    /// authenticated at the TLS layer; this is authorisation, hence not 401.
+    fn accept_client_certificate(
+        &self,
+        op: Enrollment,
+        cert: &Certificate,
+        conn: &ConnInfo,
+    ) -> Result<(), EstError> {
+        let Some(issuers) = &self.client_issuers else {
+            return Ok(());
+        };
+        let der = client_certificate_der(conn).ok_or_else(|| {
+            EstError::Internal("the client certificate's DER is gone from the connection".into())
+        })?;
+        let refusal = match issuers.issuer_of(cert, der) {
+            Ok(_) => return Ok(()),
+            Err(refusal) => refusal,
+        };
+        // The one refusal an operator may not expect: a renewal at a CA
+        // whose list leaves out the CA itself.
+        let hint = match (&refusal, op) {
+            (NotAccepted::NotListed { .. }, Enrollment::Re) => {
+                "; to let the certificates this CA issued re-enroll, list its own certificate \
+                 in client_issuers"
+            }
+            _ => "",
+        };
+        Err(EstError::Forbidden(format!(
+            "CA {} does not accept this client certificate: {refusal}{hint}",
+            self.config.id
+        )))
     }
 }
 
@@ -225,7 +268,9 @@ impl EstService {
     }
 
     /// Authenticates for an enrollment on `ca`: the TLS client certificate
-    /// if there is one (required for re-enrollment), else HTTP Basic.
+    /// if there is one (required for re-enrollment), else HTTP Basic. A
+    /// certificate must also be one `ca` accepts (`client_issuers`), and a
+    /// Basic user one `ca` allows (`auth.users.cas`).
     pub async fn authenticate(
         &self,
         ca: &CaEndpoint,
@@ -246,9 +291,14 @@ impl EstService {
                     ca.config.id
                 )));
             }
+            ca.accept_client_certificate(op, &cert, conn)?;
             return Ok(Principal::Certificate { cert });
         }
+        // A presented certificate decides, even alongside Basic credentials:
+        // falling back to the password would make the refusal depend on
+        // what else the client happened to send.
         if let Some(cert) = cert {
+            ca.accept_client_certificate(op, &cert, conn)?;
             return Ok(Principal::Certificate { cert });
         }
         match self.auth.basic(authorization, &ca.config.id).await? {
