@@ -154,6 +154,7 @@ async fn run(config: Config) -> Result<(), String> {
         header_timeout: Duration::from_secs(10),
         max_header_bytes: 16 * 1024,
         shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+        max_connections: config.server.max_connections,
     };
     let timeout = Duration::from_secs(config.server.request_timeout_secs);
     let reason = Arc::new(std::sync::Mutex::new(String::new()));

@@ -82,8 +82,14 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// The HTTP Basic realm (`WWW-Authenticate: Basic realm="..."`). Default `kipuka`.
     pub realm: String,
-    /// Seconds a request may take, HSM signing included. Default 30.
+    /// Seconds a request body may take to arrive. Default 30. (HSM work is
+    /// bounded by `[hsm] acquire_timeout_ms` and `operation_timeout_ms`.)
     pub request_timeout_secs: u64,
+    /// Most client connections served at once. Beyond it kipuka stops
+    /// accepting and new connections wait in the listen backlog until one
+    /// ends. Keep it below the process's open-file limit (`ulimit -n`,
+    /// systemd's `LimitNOFILE`). Default 1024.
+    pub max_connections: usize,
     /// Seconds to let in-flight requests finish on shutdown. Default 30.
     pub shutdown_grace_secs: u64,
 }
@@ -99,6 +105,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             realm: "kipuka".to_string(),
             request_timeout_secs: 30,
+            max_connections: 1024,
             shutdown_grace_secs: 30,
         }
     }

@@ -155,8 +155,12 @@ fn defaults_fill_a_minimal_config() {
         [TlsVersion::Tls12, TlsVersion::Tls13]
     );
     assert_eq!(
-        (c.server.max_body_bytes, c.server.realm.as_str()),
-        (65536, "kipuka")
+        (
+            c.server.max_body_bytes,
+            c.server.realm.as_str(),
+            c.server.max_connections
+        ),
+        (65536, "kipuka", 1024)
     );
     assert_eq!(
         (

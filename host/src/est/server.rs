@@ -9,7 +9,7 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::TlsAcceptor;
 use warp::{reply::Response, Filter};
 
@@ -26,6 +26,10 @@ pub struct HttpLimits {
     pub max_header_bytes: usize,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// Most connections served at once (TLS handshakes included). Beyond
+    /// it the server stops accepting, and new connections wait in the
+    /// kernel's listen backlog until one ends.
+    pub max_connections: usize,
 }
 
 /// Serves `routes` on `listener` with TLS until `shutdown` completes.
@@ -44,8 +48,35 @@ pub async fn serve<F>(
 {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut at_limit = false;
     tokio::pin!(shutdown);
     loop {
+        // A slot first, then accept: at the limit, connections queue in the
+        // backlog (and their clients' connect timeouts apply) instead of
+        // costing a task, a TLS handshake and memory each.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                at_limit = false;
+                slot
+            }
+            Err(_) => {
+                if !at_limit {
+                    at_limit = true;
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached; new connections wait until one ends"
+                    );
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break, // closed: never, the semaphore is ours
+                    },
+                    _ = &mut shutdown => break,
+                }
+            }
+        };
         let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -63,6 +94,7 @@ pub async fn serve<F>(
         let routes = routes.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             let tls =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
