@@ -21,20 +21,32 @@ use base64ct::Encoding;
 
 use crate::est_server::{openssl, run, EstServer, PASSWORD, USER};
 
-/// An HTTP answer.
+/// An HTTP answer, from this module's client or from curl
+/// ([`EstServer::curl`]).
 #[derive(Clone, Debug)]
 pub struct Answer {
-    /// Status (0: the exchange failed: connection refused, reset, timed out).
+    /// Status (0: the exchange failed: connection refused, reset, timed
+    /// out, or curl failed).
     pub status: u16,
     /// Headers, lower-cased names.
     pub headers: Vec<(String, String)>,
     /// Body.
     pub body: Vec<u8>,
-    /// How long the exchange took.
+    /// How long the exchange took (for curl: the whole call, curl's process
+    /// included).
     pub elapsed: Duration,
 }
 
 impl Answer {
+    /// An exchange that failed (status 0) after `elapsed`.
+    pub fn failed(elapsed: Duration) -> Answer {
+        Answer {
+            status: 0,
+            headers: Vec::new(),
+            body: Vec::new(),
+            elapsed,
+        }
+    }
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -130,12 +142,7 @@ impl EstClient {
         let started = Instant::now();
         match self.connect().and_then(|mut c| c.exchange(request)) {
             Ok(a) => a,
-            Err(_) => Answer {
-                status: 0,
-                headers: Vec::new(),
-                body: Vec::new(),
-                elapsed: started.elapsed(),
-            },
+            Err(_) => Answer::failed(started.elapsed()),
         }
     }
 }
@@ -259,12 +266,7 @@ pub fn load(
                     let answer = answer.unwrap_or_else(|_| {
                         // Do not spin on a dead server.
                         std::thread::sleep(Duration::from_millis(20));
-                        Answer {
-                            status: 0,
-                            headers: Vec::new(),
-                            body: Vec::new(),
-                            elapsed: started.elapsed(),
-                        }
+                        Answer::failed(started.elapsed())
                     });
                     out.lock().unwrap().push((i, answer));
                 }

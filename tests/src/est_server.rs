@@ -7,11 +7,12 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crate::{
     artifacts::{kipuka_bin, out_of_tree_plugin, release_dir},
+    est_client::Answer,
     tokens::{openssl35, TestToken, TokenKind},
 };
 
@@ -45,7 +46,8 @@ pub struct EstServer {
 /// What a server is started with beyond the defaults.
 #[derive(Clone, Debug, Default)]
 pub struct EstOptions {
-    /// Extra TOML appended to the `[server]` table.
+    /// Extra TOML appended to the `[server]` table; `{dir}` stands for the
+    /// server's work folder (e.g. `client_ca = ["{dir}/tls/ca.pem"]`).
     pub server_extra: String,
     /// One more CA: `(id, toml)`, see [`EstServer::start_custom`].
     pub extra_ca: Option<(String, String)>,
@@ -68,31 +70,6 @@ pub struct EstOptions {
     pub no_launch: bool,
 }
 
-/// An HTTP answer as curl saw it.
-#[derive(Debug)]
-pub struct HttpAnswer {
-    /// Status code (0 if curl failed).
-    pub status: u16,
-    /// Headers, lower-cased names.
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: Vec<u8>,
-}
-
-impl HttpAnswer {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-    /// The body as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
 /// The `mldsa-keygen` helper of this package: cargo builds a package's
 /// binaries next to its integration tests (`target/<profile>/`), and this
 /// library code cannot use `CARGO_BIN_EXE_*`, which only tests see.
@@ -109,6 +86,41 @@ fn mldsa_keygen() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// `openssl req` arguments for a new P-256 key.
+const NEW_P256_KEY: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+
+/// A P-256 key `tls/NAME.key` and its certificate `tls/NAME.pem`, signed by
+/// the test TLS CA (`tls/ca.pem`, `tls/ca.key`) with the OpenSSL
+/// `-extfile` lines `ext`.
+fn tls_leaf(tls: &Path, name: &str, subject: &str, ext: &str) -> (PathBuf, PathBuf) {
+    let (key, csr, cnf, cert) = (
+        tls.join(format!("{name}.key")),
+        tls.join(format!("{name}.csr")),
+        tls.join(format!("{name}.cnf")),
+        tls.join(format!("{name}.pem")),
+    );
+    run(openssl()
+        .args(["req", "-new"])
+        .args(NEW_P256_KEY)
+        .args(["-nodes", "-subj", subject, "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr));
+    std::fs::write(&cnf, ext).unwrap();
+    run(openssl()
+        .args(["x509", "-req", "-days", "30", "-in"])
+        .arg(&csr)
+        .arg("-CA")
+        .arg(tls.join("ca.pem"))
+        .arg("-CAkey")
+        .arg(tls.join("ca.key"))
+        .arg("-extfile")
+        .arg(&cnf)
+        .arg("-out")
+        .arg(&cert));
+    (cert, key)
 }
 
 /// Runs a command; panics with its stderr if it fails.
@@ -171,7 +183,6 @@ impl EstServer {
         opts: EstOptions,
         prepare: impl FnOnce(&TestToken) -> T,
     ) -> (EstServer, T) {
-        let server_extra = opts.server_extra.as_str();
         let extra_ca = opts
             .extra_ca
             .as_ref()
@@ -248,13 +259,9 @@ impl EstServer {
         // TLS: a test CA and a server certificate for 127.0.0.1.
         let tls = dir.join("tls");
         run(openssl()
+            .args(["req", "-x509"])
+            .args(NEW_P256_KEY)
             .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
                 "-nodes",
                 "-subj",
                 "/CN=kipuka test TLS CA",
@@ -265,38 +272,12 @@ impl EstServer {
             .arg(tls.join("ca.key"))
             .arg("-out")
             .arg(tls.join("ca.pem")));
-        run(openssl()
-            .args([
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-            ])
-            .arg(tls.join("server.key"))
-            .arg("-out")
-            .arg(tls.join("server.csr")));
-        std::fs::write(
-            tls.join("ext.cnf"),
+        tls_leaf(
+            &tls,
+            "server",
+            "/CN=localhost",
             "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        run(openssl()
-            .args(["x509", "-req", "-days", "30", "-in"])
-            .arg(tls.join("server.csr"))
-            .arg("-CA")
-            .arg(tls.join("ca.pem"))
-            .arg("-CAkey")
-            .arg(tls.join("ca.key"))
-            .arg("-extfile")
-            .arg(tls.join("ext.cnf"))
-            .arg("-out")
-            .arg(tls.join("server.pem")));
+        );
 
         let hash = {
             let mut child = Command::new(kipuka_bin())
@@ -376,6 +357,9 @@ password_hash = "{hash}"
 level = "info"
 "#,
             tls = tls.display(),
+            server_extra = opts
+                .server_extra
+                .replace("{dir}", &dir.display().to_string()),
             plugins = release_dir().display(),
             nimbus = out_of_tree_plugin().display(),
             module = opts.library.as_ref().unwrap_or(&token.module).display(),
@@ -527,8 +511,10 @@ level = "info"
         }
     }
 
-    /// curl with the TLS anchor; `args` are extra curl arguments.
-    pub fn curl(&self, args: &[&str]) -> HttpAnswer {
+    /// curl with the TLS anchor; `args` are extra curl arguments. The
+    /// answer's `elapsed` is this whole call, curl's process included.
+    pub fn curl(&self, args: &[&str]) -> Answer {
+        let started = Instant::now();
         let dir = tempfile::tempdir().unwrap();
         let (h, b) = (dir.path().join("h"), dir.path().join("b"));
         let out = Command::new("curl")
@@ -554,11 +540,25 @@ level = "info"
                     .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
             })
             .collect();
-        HttpAnswer {
+        Answer {
             status,
             headers,
             body: std::fs::read(&b).unwrap_or_default(),
+            elapsed: started.elapsed(),
         }
+    }
+
+    /// A TLS client certificate for a new P-256 key, `(cert, key)` in PEM,
+    /// made by OpenSSL with the test TLS CA: kipuka never issued it, so it is
+    /// not in the store, and the server accepts it only if `[server]
+    /// client_ca` names `{dir}/tls/ca.pem`.
+    pub fn tls_client_cert(&self, name: &str) -> (PathBuf, PathBuf) {
+        tls_leaf(
+            &self.dir.join("tls"),
+            name,
+            &format!("/CN={name}"),
+            "extendedKeyUsage=clientAuth\nsubjectKeyIdentifier=hash\n",
+        )
     }
 
     /// A CSR (base64 of DER, as EST wants) and its key, made by OpenSSL.
@@ -592,9 +592,15 @@ level = "info"
     }
 
     /// The certificates of a certs-only answer, as PEM, via OpenSSL.
-    pub fn pkcs7_to_pem(&self, answer: &HttpAnswer, name: &str) -> PathBuf {
+    pub fn pkcs7_to_pem(&self, answer: &Answer, name: &str) -> PathBuf {
+        self.pkcs7_b64_to_pem(&answer.body, name)
+    }
+
+    /// The certificates of a certs-only PKCS#7 in base64 (an answer's body,
+    /// or a part of a multipart answer), as PEM, via OpenSSL.
+    pub fn pkcs7_b64_to_pem(&self, b64_body: &[u8], name: &str) -> PathBuf {
         let b64 = self.dir.join(format!("{name}.p7.b64"));
-        std::fs::write(&b64, &answer.body).unwrap();
+        std::fs::write(&b64, b64_body).unwrap();
         let der = self.dir.join(format!("{name}.p7.der"));
         run(openssl()
             .args(["base64", "-d", "-in"])

@@ -18,7 +18,10 @@ use x509_cert::{
     spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned},
 };
 
-use crate::est_server::{openssl, run, HttpAnswer};
+use crate::{
+    est_client::Answer,
+    est_server::{openssl, run},
+};
 
 /// `id-aa-decryptKeyID` (RFC 7030 §4.4.1.1).
 pub const DECRYPT_KEY_ID: &str = "1.2.840.113549.1.9.16.2.37";
@@ -103,7 +106,7 @@ pub fn openssl_key(dir: &Path, name: &str, spec: &str) -> std::path::PathBuf {
 }
 
 /// The parts of a `multipart/mixed` answer: (Content-Type, body text).
-pub fn multipart_parts(answer: &HttpAnswer) -> Vec<(String, String)> {
+pub fn multipart_parts(answer: &Answer) -> Vec<(String, String)> {
     let ct = answer.header("content-type").expect("Content-Type");
     assert!(
         ct.starts_with("multipart/mixed"),

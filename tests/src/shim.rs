@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use crate::{
     artifacts::{pkcs11_shim, vendor_plugin},
-    tokens::TestToken,
+    est_server::{EstOptions, EstServer},
+    tokens::{TestToken, TokenKind},
 };
 
 /// The variable naming the shim's configuration file.
@@ -24,6 +25,14 @@ pub struct Shim {
     pub stats_path: PathBuf,
     /// The configuration (write it with [`Shim::write`]).
     pub config: Value,
+    /// The temporary folder holding both files, when the shim owns it
+    /// ([`start_behind_shim`]).
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The configuration file of a shim whose files are in `dir`.
+fn config_file(dir: &Path) -> PathBuf {
+    dir.join("shim.json")
 }
 
 impl Shim {
@@ -32,12 +41,13 @@ impl Shim {
         std::fs::create_dir_all(dir).unwrap();
         let stats_path = dir.join("shim-stats.json");
         let shim = Shim {
-            config_path: dir.join("shim.json"),
+            config_path: config_file(dir),
             config: json!({
                 "module": token.module,
                 "stats_file": stats_path,
             }),
             stats_path,
+            _dir: None,
         };
         shim.write();
         shim
@@ -148,6 +158,40 @@ impl Shim {
     pub fn stat(&self, name: &str) -> u64 {
         self.stats()[name].as_u64().unwrap_or(0)
     }
+}
+
+/// `kipuka serve` on a new `kind` token behind the shim: `[hsm] library` is
+/// the shim, and every `kipuka` process has [`CONFIG_VAR`] besides
+/// `opts.env`. The shim passes calls through, or emulates workspace plugin
+/// `vendor` ([`Shim::vendor`]); `configure` changes it further. Both happen
+/// as soon as the token exists (the shim's configuration names the token's
+/// module), before `ca init` goes through the shim. The shim's files are in
+/// a temporary folder that the returned [`Shim`] owns.
+pub fn start_behind_shim(
+    kind: TokenKind,
+    vendor: Option<&str>,
+    mut opts: EstOptions,
+    configure: impl FnOnce(&mut Shim),
+) -> (EstServer, Shim) {
+    let dir = tempfile::Builder::new()
+        .prefix("kipuka-shim-")
+        .tempdir()
+        .unwrap();
+    opts.library = Some(pkcs11_shim());
+    opts.env.push((
+        CONFIG_VAR.to_string(),
+        config_file(dir.path()).display().to_string(),
+    ));
+    let (server, mut shim) = EstServer::start_opts_with(kind, opts, |token| {
+        let mut shim = match vendor {
+            Some(plugin) => Shim::vendor(dir.path(), token, plugin),
+            None => Shim::new(dir.path(), token),
+        };
+        configure(&mut shim);
+        shim
+    });
+    shim._dir = Some(dir);
+    (server, shim)
 }
 
 /// The profile of workspace plugin `name`, loaded from its `.so`.

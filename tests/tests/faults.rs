@@ -23,42 +23,26 @@ use kipuka_tests::{
         store_certificates, Answer, EstClient,
     },
     est_server::{EstOptions, EstServer},
-    shim::{Shim, CONFIG_VAR},
+    shim::{start_behind_shim, Shim},
     tokens::TokenKind,
 };
 use serde_json::json;
 
 const ENROLL: &str = "/.well-known/est/ec/simpleenroll";
 
-/// A server on SoftHSM2 behind a pass-through shim.
-fn start(hsm_extra: &str, health_secs: u64) -> (EstServer, Shim, tempfile::TempDir) {
+/// A server on SoftHSM2 behind a pass-through shim, with `opts` for
+/// everything but the library and the shim's variable.
+fn start_opts(opts: EstOptions) -> (EstServer, Shim) {
+    start_behind_shim(TokenKind::SoftHsm2, None, opts, |_| ())
+}
+
+/// Same, with these `[hsm]` settings.
+fn start(hsm_extra: &str, health_secs: u64) -> (EstServer, Shim) {
     start_opts(EstOptions {
         health_check_interval_secs: Some(health_secs),
         hsm_extra: hsm_extra.to_string(),
         ..EstOptions::default()
     })
-}
-
-/// Same, with `opts` for everything but the library and the shim's variable.
-fn start_opts(opts: EstOptions) -> (EstServer, Shim, tempfile::TempDir) {
-    let tmp = tempfile::Builder::new()
-        .prefix("kipuka-faults-")
-        .tempdir()
-        .unwrap();
-    let shim_dir = tmp.path().to_path_buf();
-    let (s, shim) = EstServer::start_opts_with(
-        TokenKind::SoftHsm2,
-        EstOptions {
-            library: Some(kipuka_tests::artifacts::pkcs11_shim()),
-            env: vec![(
-                CONFIG_VAR.to_string(),
-                shim_dir.join("shim.json").display().to_string(),
-            )],
-            ..opts
-        },
-        |token| Shim::new(&shim_dir, token),
-    );
-    (s, shim, tmp)
 }
 
 /// Splits answers into certificates (from the 200s) and checks every other
@@ -127,7 +111,7 @@ fn health_changes(s: &EstServer) -> Vec<String> {
 /// 1% of operations find their session invalidated.
 #[test]
 fn one_percent_of_signatures_failing_over_10000_enrollments() {
-    let (s, mut shim, _tmp) = start("", 2);
+    let (s, mut shim) = start("", 2);
     let client = EstClient::new(&s);
     let csrs = ec_csrs(&s, "f", 8);
     shim.set("sign_error_rate", json!(0.01));
@@ -284,7 +268,7 @@ fn one_percent_of_signatures_failing_over_10000_enrollments() {
 #[test]
 fn token_gone_for_ten_seconds_under_load() {
     let interval = 2u64;
-    let (s, mut shim, _tmp) = start("", interval);
+    let (s, mut shim) = start("", interval);
     let client = EstClient::new(&s);
     let csrs = ec_csrs(&s, "g", 4);
     let stop = Arc::new(AtomicBool::new(false));
@@ -388,7 +372,7 @@ fn token_gone_for_ten_seconds_under_load() {
 /// SIGKILL while clients enroll, then a restart.
 #[test]
 fn sigkill_under_load_loses_no_certificate() {
-    let (mut s, mut shim, _tmp) = start("", 2);
+    let (mut s, mut shim) = start("", 2);
     let mut client = EstClient::new(&s);
     let csrs = ec_csrs(&s, "k", 4);
     // Signatures in flight when the process dies.
@@ -460,7 +444,7 @@ fn sigkill_under_load_loses_no_certificate() {
 /// service resumes by itself once the HSM answers again.
 #[test]
 fn a_hung_hsm_call_is_a_503_at_the_operation_timeout() {
-    let (s, mut shim, _tmp) = start_opts(EstOptions {
+    let (s, mut shim) = start_opts(EstOptions {
         pool_size: Some(2),
         health_check_interval_secs: Some(1),
         hsm_extra: "operation_timeout_ms = 500\nacquire_timeout_ms = 1000".into(),
@@ -480,6 +464,9 @@ fn a_hung_hsm_call_is_a_503_at_the_operation_timeout() {
 
     // Every signature now takes 4 s: longer than the operation timeout.
     shim.set("sign_delay_ms", json!([4000, 4000]));
+    // The shim looks at its configuration at most every 20 ms: without the
+    // pause, the first request can be signed by the last check's settings.
+    std::thread::sleep(Duration::from_millis(100));
     let hung = load(
         &client,
         4,

@@ -21,7 +21,7 @@ use kipuka_plugin_api::{HashAlg, MechanismId, UserType};
 use kipuka_tests::{
     est_client::{ca_pem, certs_from_pkcs7_b64, ec_csrs, load, openssl_verify_all, EstClient},
     est_server::{openssl, run, EstOptions, EstServer, PASSWORD, USER},
-    shim::{vendor_profile, Shim},
+    shim::{start_behind_shim, vendor_profile, Shim, CONFIG_VAR},
     tokens::{TestToken, TokenKind},
 };
 use serde_json::json;
@@ -44,31 +44,21 @@ struct Case {
     env: Vec<(String, String)>,
 }
 
-fn start(case: &Case, dir: &std::path::Path) -> (EstServer, Shim) {
-    let shim_dir = dir.to_path_buf();
-    let mut env = case.env.clone();
-    env.push((
-        kipuka_tests::shim::CONFIG_VAR.to_string(),
-        shim_dir.join("shim.json").display().to_string(),
-    ));
-    // The shim's configuration names the token's module, so it is written
-    // as soon as the token exists, before `ca init` goes through it.
-    EstServer::start_opts_with(
+fn start(case: &Case) -> (EstServer, Shim) {
+    start_behind_shim(
         case.backend,
+        Some(case.plugin),
         EstOptions {
-            library: Some(kipuka_tests::artifacts::pkcs11_shim()),
             provider: case.provider.map(str::to_string),
             pool_size: Some(case.pool_size),
             mldsa_software: true,
-            env,
+            env: case.env.clone(),
             ..EstOptions::default()
         },
-        |token| {
-            let mut shim = Shim::vendor(&shim_dir, token, case.plugin);
+        |shim| {
             if let Some(max) = case.token_max {
                 shim.set("max_sessions", json!(max));
             }
-            shim
         },
     )
 }
@@ -142,11 +132,7 @@ fn enroll_and_verify(s: &EstServer, label: &str, key_args: &[&str]) {
 }
 
 fn check_vendor(case: Case) {
-    let tmp = tempfile::Builder::new()
-        .prefix("kipuka-vendor-")
-        .tempdir()
-        .unwrap();
-    let (s, mut shim) = start(&case, tmp.path());
+    let (s, mut shim) = start(&case);
     let log = strip_ansi(&std::fs::read_to_string(&s.log).unwrap());
     let ready = log
         .lines()
@@ -288,22 +274,16 @@ fn thales_csp_pool_follows_the_slot_limit_the_token_reports() {
 
 #[test]
 fn a_manufacturer_two_plugins_claim_needs_an_explicit_provider() {
-    let tmp = tempfile::tempdir().unwrap();
-    let shim_dir = tmp.path().to_path_buf();
-    let (mut s, _shim) = EstServer::start_opts_with(
+    let (mut s, _shim) = start_behind_shim(
         TokenKind::SoftHsm2,
+        Some("luna"),
         EstOptions {
-            library: Some(kipuka_tests::artifacts::pkcs11_shim()),
             provider: Some("luna".into()),
             mldsa_software: true,
-            env: vec![(
-                kipuka_tests::shim::CONFIG_VAR.into(),
-                shim_dir.join("shim.json").display().to_string(),
-            )],
             no_launch: true,
             ..EstOptions::default()
         },
-        |token| Shim::vendor(&shim_dir, token, "luna"),
+        |_| (),
     );
     // Without `provider`, "SafeNet, Inc." matches luna and thales-csp.
     let config = std::fs::read_to_string(&s.config).unwrap();
@@ -319,24 +299,18 @@ fn a_manufacturer_two_plugins_claim_needs_an_explicit_provider() {
 
 #[test]
 fn luna_idle_timeout_causes_no_failed_request() {
-    let tmp = tempfile::tempdir().unwrap();
-    let shim_dir = tmp.path().to_path_buf();
-    let (mut s, mut shim) = EstServer::start_opts_with(
+    let (mut s, mut shim) = start_behind_shim(
         TokenKind::SoftHsm2,
+        Some("luna"),
         EstOptions {
-            library: Some(kipuka_tests::artifacts::pkcs11_shim()),
             provider: Some("luna".into()),
             mldsa_software: true,
             // Far above the partition's timeout: kipuka's keep-alive does
             // not save the sessions, so they do expire.
             health_check_interval_secs: Some(60),
-            env: vec![(
-                kipuka_tests::shim::CONFIG_VAR.into(),
-                shim_dir.join("shim.json").display().to_string(),
-            )],
             ..EstOptions::default()
         },
-        |token| Shim::vendor(&shim_dir, token, "luna"),
+        |_| (),
     );
     let timeout_ms = 1500u64;
     shim.set("idle_timeout_ms", json!(timeout_ms));
@@ -437,7 +411,6 @@ fn nshield_starts_only_with_its_environment() {
     let tmp = tempfile::tempdir().unwrap();
     let nfast = tmp.path().join("nfast");
     std::fs::create_dir_all(nfast.join("kmdata/local")).unwrap();
-    let shim_dir = tmp.path().join("shim");
     let nfast_env = vec![
         ("NFAST_HOME".to_string(), nfast.display().to_string()),
         (
@@ -445,22 +418,17 @@ fn nshield_starts_only_with_its_environment() {
             nfast.join("kmdata").display().to_string(),
         ),
     ];
-    let shim_env = (
-        kipuka_tests::shim::CONFIG_VAR.to_string(),
-        shim_dir.join("shim.json").display().to_string(),
-    );
-    let mut env = nfast_env.clone();
-    env.push(shim_env.clone());
-    let (mut s, _shim) = EstServer::start_opts_with(
+    let (mut s, shim) = start_behind_shim(
         TokenKind::SoftHsm2,
+        Some("nshield"),
         EstOptions {
-            library: Some(kipuka_tests::artifacts::pkcs11_shim()),
             mldsa_software: true,
-            env,
+            env: nfast_env.clone(),
             ..EstOptions::default()
         },
-        |token| Shim::vendor(&shim_dir, token, "nshield"),
+        |_| (),
     );
+    let shim_env = shim.env();
     enroll_and_verify(
         &s,
         "ec",
@@ -533,7 +501,7 @@ fn utimaco_refuses_oaep_sha384_cleanly() {
         std::env::set_var(k, v);
     }
     let shim = Shim::vendor(&tmp.path().join("shim"), &token, "utimaco");
-    std::env::set_var(kipuka_tests::shim::CONFIG_VAR, &shim.config_path);
+    std::env::set_var(CONFIG_VAR, &shim.config_path);
     let cfg = tmp.path().join("cs_pkcs11_R3.cfg");
     std::fs::write(&cfg, "[Global]\nLogging = 0\n").unwrap();
     let env = BTreeMap::from([("CS_PKCS11_R3_CFG".to_string(), cfg.display().to_string())]);

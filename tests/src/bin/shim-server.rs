@@ -4,7 +4,7 @@
 //! `shim-server SESSIONS SIGN_DELAY_MS [softhsm2|kryoptic]`
 //!
 //! Sets up a fresh token and server exactly as the integration tests do
-//! (`EstServer`), with the pool and the shim's session limit both at
+//! (`shim::start_behind_shim`), with the pool and the shim's session limit both at
 //! SESSIONS and every `C_Sign` that returns a signature delayed by
 //! SIGN_DELAY_MS. Prints one `KEY=VALUE` line per thing a load generator
 //! needs, then `ready`, and serves until its standard input closes; then it
@@ -13,9 +13,8 @@
 use std::io::Read;
 
 use kipuka_tests::{
-    artifacts::pkcs11_shim,
-    est_server::{EstOptions, EstServer, PASSWORD, USER},
-    shim::{Shim, CONFIG_VAR},
+    est_server::{EstOptions, PASSWORD, USER},
+    shim::start_behind_shim,
     tokens::TokenKind,
 };
 use serde_json::json;
@@ -34,25 +33,17 @@ fn main() {
     if sessions == 0 || !(0.0..=10_000.0).contains(&delay) {
         usage()
     }
-    let shim_dir = tempfile::Builder::new()
-        .prefix("kipuka-shim-")
-        .tempdir()
-        .expect("temporary folder");
-    let config = shim_dir.path().join("shim.json");
-    let (server, shim) = EstServer::start_opts_with(
+    let (server, shim) = start_behind_shim(
         kind,
+        None,
         EstOptions {
-            library: Some(pkcs11_shim()),
             pool_size: Some(sessions),
             mldsa_software: true,
-            env: vec![(CONFIG_VAR.into(), config.display().to_string())],
             ..EstOptions::default()
         },
-        |token| {
-            let mut shim = Shim::new(shim_dir.path(), token);
+        |shim| {
             shim.set("max_sessions", json!(sessions));
             shim.set("sign_delay_ms", json!([delay, delay]));
-            shim
         },
     );
     let basic = server.dir.join("basic-auth.txt");
