@@ -47,6 +47,15 @@ pub fn serve_command(config_path: &Path) -> ExitCode {
         }
     };
     init_logging(&config);
+    // Unusable client_issuers files stop the server before it logs in to
+    // the HSM; issuers no TLS anchor leads to are only worth a warning.
+    match crate::cli::check::client_issuer_warnings(&config) {
+        Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+        Err(e) => {
+            eprintln!("kipuka serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
