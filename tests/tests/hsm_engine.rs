@@ -17,11 +17,6 @@ use kipuka_tests::{
     tokens::{openssl35, TokenKind},
 };
 
-/// The tests share one token per kind inside this process, and with it the
-/// library's process-wide login state: one pool's sessions closing or logging
-/// in under another's made tests fail at random. They run one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 fn random_data(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 + 13) as u8 ^ rand_byte()).collect()
 }
@@ -43,7 +38,6 @@ fn md(h: HashAlg) -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsa_pkcs1_and_pss_with_every_hash_verify_with_openssl() {
-    let _serial = SERIAL.lock().await;
     for kind in TokenKind::ALL {
         let t = engine_token(kind);
         let pool = t.pool(4, RELAXED);
@@ -94,7 +88,6 @@ async fn rsa_pkcs1_and_pss_with_every_hash_verify_with_openssl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecdsa_on_each_curve_uses_the_curves_hash_and_verifies_with_openssl() {
-    let _serial = SERIAL.lock().await;
     for kind in TokenKind::ALL {
         let t = engine_token(kind);
         let pool = t.pool(4, RELAXED);
@@ -132,7 +125,6 @@ async fn ecdsa_on_each_curve_uses_the_curves_hash_and_verifies_with_openssl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ml_dsa_is_native_on_kryoptic_and_verifies_with_openssl_35() {
-    let _serial = SERIAL.lock().await;
     let t = engine_token(TokenKind::Kryoptic);
     let pool = t.pool(2, RELAXED);
     for ((suffix, set), sig_len) in ML_DSA.iter().zip([2420, 3309, 4627]) {
@@ -163,7 +155,6 @@ async fn ml_dsa_is_native_on_kryoptic_and_verifies_with_openssl_35() {
 
 #[test]
 fn softhsm2_has_no_ml_dsa_so_the_engine_chooses_the_software_fallback() {
-    let _serial = SERIAL.blocking_lock();
     let t = engine_token(TokenKind::SoftHsm2);
     let ctx = t.context();
     let chosen = choose_mechanism(
@@ -192,7 +183,6 @@ fn softhsm2_has_no_ml_dsa_so_the_engine_chooses_the_software_fallback() {
 
 #[test]
 fn the_public_key_kipuka_reads_equals_what_pkcs11_tool_exports() {
-    let _serial = SERIAL.blocking_lock();
     for kind in TokenKind::ALL {
         let t = engine_token(kind);
         let pool = t.pool(1, RELAXED);
@@ -234,9 +224,6 @@ fn known_secret(
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::AES),
             Attribute::Token(false),
-            // Public: a test key of known value needs no login, and the
-            // process's login state is shared with the other tests' pools.
-            Attribute::Private(false),
             Attribute::Value(value.to_vec()),
             Attribute::Extractable(true),
             Attribute::Sensitive(false),
@@ -248,7 +235,6 @@ fn known_secret(
 
 #[test]
 fn aes_key_wrap_is_unwrapped_by_an_independent_library() {
-    let _serial = SERIAL.blocking_lock();
     for kind in TokenKind::ALL {
         let t = engine_token(kind);
         let pool = t.pool(1, RELAXED);
@@ -288,7 +274,6 @@ fn openssl(args: &[&str]) -> Vec<u8> {
 
 #[test]
 fn rsa_oaep_wraps_are_decrypted_by_openssl_and_unsupported_hashes_refused() {
-    let _serial = SERIAL.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("client.pem");
     let key_s = key.to_str().unwrap();
@@ -378,7 +363,6 @@ fn x963_kdf_sha256(z: &[u8], shared_info: &[u8], len: usize) -> Vec<u8> {
 
 #[test]
 fn ecdh_es_wraps_are_unwrapped_with_openssls_ecdh_and_aes_kw() {
-    let _serial = SERIAL.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("client-ec.pem");
     let key_s = key.to_str().unwrap();
@@ -449,5 +433,45 @@ fn ecdh_es_wraps_are_unwrapped_with_openssls_ecdh_and_aes_kw() {
         kw.unwrap_key(&wrapped.wrapped_key, &mut out)
             .unwrap_or_else(|e| panic!("{kind}: unwrap: {e:?}"));
         assert_eq!(out.to_vec(), cek_bytes, "{kind}");
+    }
+}
+
+/// Contexts on one library opened and dropped by many threads at once, as
+/// the tests of this file do (and several CAs, or a tool beside the server,
+/// would): the library is loaded and initialised once for the process and
+/// stays so when the last context goes. When each context loaded its own
+/// handle, the last one dropped unloaded the library and the next ones raced
+/// in `C_Initialize`: SoftHSM2 crashed, lost its token or its sessions.
+#[test]
+fn contexts_opened_and_dropped_in_parallel_share_one_initialised_library() {
+    use cryptoki::{
+        context::{CInitializeArgs, CInitializeFlags, Pkcs11},
+        error::{Error, RvError},
+    };
+    for kind in TokenKind::ALL {
+        let t = engine_token(kind);
+        let uri = t.uri("ec-p256");
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..10 {
+                        // A private key is found only by a logged-in session.
+                        t.pool(1, RELAXED)
+                            .run_blocking(&|s| kipuka::hsm::keys::find_private_key(s, &uri))
+                            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+                    }
+                });
+            }
+        });
+        // Every context of this test is gone; the library is still initialised.
+        let other = Pkcs11::new(&t.token.module).unwrap();
+        let rv = other.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+        assert!(
+            matches!(
+                rv,
+                Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _))
+            ),
+            "{kind}: C_Initialize after the last context was dropped: {rv:?}"
+        );
     }
 }

@@ -2,9 +2,9 @@
 //! quirks, and the token kipuka uses in it.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{btree_map::Entry, BTreeMap, HashSet},
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock},
 };
 
 use cryptoki::{
@@ -118,6 +118,41 @@ fn init_args(profile: &VendorProfile) -> CInitializeArgs {
     CInitializeArgs::new(flags)
 }
 
+/// The PKCS#11 libraries this process has loaded: one handle per file, kept
+/// until the process exits. Its lock is held around every `C_Initialize` and
+/// `C_Finalize`.
+///
+/// A library's state (initialised or not, sessions, login) belongs to the
+/// process, and `dlopen` maps a file once however often it is opened. When
+/// each context loaded its own handle:
+/// - dropping the last context `dlclose`d the library, and SoftHSM2 and
+///   Kryoptic are then unloaded, without `C_Finalize`: sessions and login
+///   gone, and any thread a vendor library runs left in unmapped code;
+/// - the contexts opened next, at the same time, each called `C_Initialize`
+///   on the fresh copy, and SoftHSM2 2.6's is not thread-safe: a crash in its
+///   mechanism table, or two object stores, one without the token
+///   ("no token label"), or sessions that vanish (`CKR_SESSION_HANDLE_INVALID`).
+static LIBRARIES: Mutex<BTreeMap<PathBuf, Pkcs11>> = Mutex::new(BTreeMap::new());
+
+fn libraries() -> MutexGuard<'static, BTreeMap<PathBuf, Pkcs11>> {
+    LIBRARIES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn library_key(library: &Path) -> PathBuf {
+    std::fs::canonicalize(library).unwrap_or_else(|_| library.to_path_buf())
+}
+
+/// The process's handle on `library`, loaded on first use.
+fn load(
+    libraries: &mut BTreeMap<PathBuf, Pkcs11>,
+    library: &Path,
+) -> Result<Pkcs11, cryptoki::error::Error> {
+    Ok(match libraries.entry(library_key(library)) {
+        Entry::Occupied(e) => e.get().clone(),
+        Entry::Vacant(e) => e.insert(Pkcs11::new(library)?).clone(),
+    })
+}
+
 fn initialize(pkcs11: &Pkcs11, profile: &VendorProfile) -> Result<(), HsmError> {
     match pkcs11.initialize(init_args(profile)) {
         // Another part of this process (a second context on the same
@@ -150,11 +185,16 @@ impl Pkcs11Context {
             })?),
         };
         let env_actions = apply_vendor_env(&profile, extra_env)?;
-        let pkcs11 = Pkcs11::new(&library).map_err(|e| HsmError::Library {
-            library: library.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        initialize(&pkcs11, &profile).map_err(|e| env_hint(e, &library, &profile, &env_actions))?;
+        let pkcs11 = {
+            let mut libraries = libraries();
+            let pkcs11 = load(&mut libraries, &library).map_err(|e| HsmError::Library {
+                library: library.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            initialize(&pkcs11, &profile)
+                .map_err(|e| env_hint(e, &library, &profile, &env_actions))?;
+            pkcs11
+        };
         let live = find_token(&pkcs11, &library, &selector)?;
         Ok(Pkcs11Context {
             pkcs11,
@@ -167,17 +207,28 @@ impl Pkcs11Context {
     }
 
     /// `CK_INFO.manufacturerID` of `library`, for choosing a provider when
-    /// the configuration names none. Initialises and finalises the library.
+    /// the configuration names none. Initialises and finalises the library,
+    /// unless a context of this process has it initialised already.
     pub fn manufacturer_of(library: &Path) -> Result<String, String> {
-        let pkcs11 = Pkcs11::new(library).map_err(|e| e.to_string())?;
-        pkcs11
-            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-            .map_err(|e| format!("C_Initialize: {}", super::error::ckr_name(&e)))?;
+        let mut libraries = libraries();
+        let pkcs11 = load(&mut libraries, library).map_err(|e| e.to_string())?;
+        let ours = match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) => true,
+            // In use by a context of this process: finalising would end it.
+            Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => false,
+            Err(e) => return Err(format!("C_Initialize: {}", super::error::ckr_name(&e))),
+        };
         let info = pkcs11
             .get_library_info()
-            .map_err(|e| format!("C_GetInfo: {}", super::error::ckr_name(&e)))?;
-        let _ = pkcs11.finalize();
-        Ok(info.manufacturer_id().trim().to_string())
+            .map_err(|e| format!("C_GetInfo: {}", super::error::ckr_name(&e)));
+        if ours {
+            // No context had it initialised: once finalised cleanly it may
+            // be unloaded (if no context holds it), and the context opened
+            // next loads it afresh.
+            let _ = pkcs11.finalize();
+            libraries.remove(&library_key(library));
+        }
+        Ok(info?.manufacturer_id().trim().to_string())
     }
 
     /// The vendor profile in force.
@@ -247,8 +298,11 @@ impl Pkcs11Context {
     /// session of this process is gone afterwards.
     pub fn reinitialize(&self) -> Result<(), HsmError> {
         let mut live = self.live.write().expect("context lock");
-        let _ = self.pkcs11.clone().finalize();
-        initialize(&self.pkcs11, &self.profile)?;
+        {
+            let _libraries = libraries();
+            let _ = self.pkcs11.clone().finalize();
+            initialize(&self.pkcs11, &self.profile)?;
+        }
         *live = find_token(&self.pkcs11, &self.library, &self.selector)?;
         Ok(())
     }
