@@ -10,7 +10,7 @@
 //! Writing a plugin is implementing [`VendorPlugin`] and calling
 //! [`export_plugin!`]:
 //!
-//! ```ignore
+//! ```no_run
 //! use kipuka_plugin_api::*;
 //!
 //! struct Acme;
@@ -29,6 +29,7 @@
 //!     }
 //! }
 //! export_plugin!(Acme);
+//! # fn main() {}
 //! ```
 //!
 //! ## Compatibility promise
