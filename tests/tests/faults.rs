@@ -75,6 +75,25 @@ fn sort_answers(answers: &[(usize, Answer)], what: &str) -> (Vec<Vec<u8>>, usize
     (certs, unavailable)
 }
 
+/// `n` enrollments at the EC CA on `workers` connections, cycling through
+/// `csrs`, all answered within `secs` seconds.
+fn enroll(
+    client: &EstClient,
+    csrs: &[Vec<u8>],
+    n: usize,
+    workers: usize,
+    secs: u64,
+) -> Vec<(usize, Answer)> {
+    load(
+        client,
+        n,
+        workers,
+        Instant::now() + Duration::from_secs(secs),
+        None,
+        |i| client.post_request(ENROLL, &csrs[i % csrs.len()]),
+    )
+}
+
 fn assert_in_store(s: &EstServer, certs: &[Vec<u8>]) {
     let stored = store_certificates(&s.dir.join("kipuka.db"));
     let missing = certs.iter().filter(|c| !stored.contains(*c)).count();
@@ -161,14 +180,7 @@ fn one_percent_of_signatures_failing_over_10000_enrollments() {
     shim.set("sign_error_rate", json!(0.0));
     shim.set("invalidate_rate", json!(0.0));
     std::thread::sleep(Duration::from_millis(100));
-    let after = load(
-        &client,
-        200,
-        8,
-        Instant::now() + Duration::from_secs(60),
-        None,
-        |i| client.post_request(ENROLL, &csrs[i % csrs.len()]),
-    );
+    let after = enroll(&client, &csrs, 200, 8, 60);
     assert_eq!(after.len(), 200);
     assert!(
         after.iter().all(|(_, a)| a.status == 200),
@@ -184,14 +196,7 @@ fn one_percent_of_signatures_failing_over_10000_enrollments() {
     // A spell of every signature failing: down, and back by itself.
     shim.set("sign_error_rate", json!(1.0));
     std::thread::sleep(Duration::from_millis(100));
-    let spell = load(
-        &client,
-        60,
-        4,
-        Instant::now() + Duration::from_secs(60),
-        None,
-        |i| client.post_request(ENROLL, &csrs[i % csrs.len()]),
-    );
+    let spell = enroll(&client, &csrs, 60, 4, 60);
     let (spell_certs, spell_503) = sort_answers(&spell, "all failing");
     assert!(spell_certs.is_empty() && spell_503 == 60);
     shim.set("sign_error_rate", json!(0.0));
@@ -223,14 +228,7 @@ fn one_percent_of_signatures_failing_over_10000_enrollments() {
         recovered_after < Duration::from_secs(4),
         "{recovered_after:?}"
     );
-    let back = load(
-        &client,
-        100,
-        4,
-        Instant::now() + Duration::from_secs(60),
-        None,
-        |i| client.post_request(ENROLL, &csrs[i % csrs.len()]),
-    );
+    let back = enroll(&client, &csrs, 100, 4, 60);
     let (mut back_certs, back_503) = sort_answers(&back, "recovered");
     assert_eq!(back_503, 0, "failures after recovery");
     back_certs.extend(certs_from_pkcs7_b64(&first.body).unwrap());
@@ -352,14 +350,7 @@ fn token_gone_for_ten_seconds_under_load() {
         openssl_verify_all(&s.dir, &ca_pem(&s, "ec"), &certs);
     });
     // And it keeps serving.
-    let after = load(
-        &client,
-        40,
-        4,
-        Instant::now() + Duration::from_secs(30),
-        None,
-        |i| client.post_request(ENROLL, &csrs[i % csrs.len()]),
-    );
+    let after = enroll(&client, &csrs, 40, 4, 30);
     assert!(after.iter().all(|(_, a)| a.status == 200));
     let changes = health_changes(&s);
     assert!(
@@ -422,14 +413,7 @@ fn sigkill_under_load_loses_no_certificate() {
     // The store opens cleanly: the server starts and serves.
     s.launch();
     client.retarget(&s);
-    let after = load(
-        &client,
-        40,
-        4,
-        Instant::now() + Duration::from_secs(30),
-        None,
-        |i| client.post_request(ENROLL, &csrs[i % csrs.len()]),
-    );
+    let after = enroll(&client, &csrs, 40, 4, 30);
     assert!(after.iter().all(|(_, a)| a.status == 200));
     let stored = sqlite(&db, "SELECT count(*) FROM issued_certificates");
     assert!(
@@ -467,14 +451,7 @@ fn a_hung_hsm_call_is_a_503_at_the_operation_timeout() {
     // The shim looks at its configuration at most every 20 ms: without the
     // pause, the first request can be signed by the last check's settings.
     std::thread::sleep(Duration::from_millis(100));
-    let hung = load(
-        &client,
-        4,
-        4,
-        Instant::now() + Duration::from_secs(30),
-        None,
-        |i| client.post_request(ENROLL, &csrs[i % csrs.len()]),
-    );
+    let hung = enroll(&client, &csrs, 4, 4, 30);
     for (i, a) in &hung {
         assert_eq!(a.status, 503, "request {i}: {}", a.text());
         assert!(
@@ -504,14 +481,7 @@ fn a_hung_hsm_call_is_a_503_at_the_operation_timeout() {
     // dropped; from then on enrollments succeed without a restart.
     shim.set("sign_delay_ms", json!([0, 0]));
     std::thread::sleep(Duration::from_millis(4500));
-    let after = load(
-        &client,
-        20,
-        4,
-        Instant::now() + Duration::from_secs(30),
-        None,
-        |i| client.post_request(ENROLL, &csrs[i % csrs.len()]),
-    );
+    let after = enroll(&client, &csrs, 20, 4, 30);
     let (certs, unavailable) = sort_answers(&after, "after the hang");
     assert_eq!(unavailable, 0, "every request after the hang succeeds");
     assert_eq!(certs.len(), 20);
