@@ -598,9 +598,22 @@ level = "info"
 
     /// The certificates of a certs-only PKCS#7 in base64 (an answer's body,
     /// or a part of a multipart answer), as PEM, via OpenSSL.
+    ///
+    /// Any line layout: `openssl base64 -d` wants lines of at most 64
+    /// columns, and an answer to a client without User-Agent has one line.
     pub fn pkcs7_b64_to_pem(&self, b64_body: &[u8], name: &str) -> PathBuf {
+        let flat: Vec<u8> = b64_body
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let mut wrapped = Vec::with_capacity(flat.len() + flat.len() / 64 + 1);
+        for line in flat.chunks(64) {
+            wrapped.extend_from_slice(line);
+            wrapped.push(b'\n');
+        }
         let b64 = self.dir.join(format!("{name}.p7.b64"));
-        std::fs::write(&b64, b64_body).unwrap();
+        std::fs::write(&b64, wrapped).unwrap();
         let der = self.dir.join(format!("{name}.p7.der"));
         run(openssl()
             .args(["base64", "-d", "-in"])

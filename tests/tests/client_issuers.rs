@@ -213,50 +213,18 @@ fn post(s: &EstServer, label: &str, op: &str, csr: &Path, client: Option<&Client
     }
 }
 
-/// The certificates of a base64 certs-only PKCS#7, as a PEM file (OpenSSL).
-fn certs_to_pem(dir: &Path, b64: &[u8], name: &str) -> PathBuf {
-    let flat: Vec<u8> = b64
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    // `openssl base64 -d` wants lines of at most 64 columns.
-    let mut wrapped = Vec::new();
-    for line in flat.chunks(64) {
-        wrapped.extend_from_slice(line);
-        wrapped.push(b'\n');
-    }
-    let (b64_path, der, pem) = (
-        dir.join(format!("{name}.p7.b64")),
-        dir.join(format!("{name}.p7.der")),
-        dir.join(format!("{name}.pem")),
-    );
-    std::fs::write(&b64_path, wrapped).unwrap();
-    run(openssl()
-        .args(["base64", "-d", "-in"])
-        .arg(&b64_path)
-        .arg("-out")
-        .arg(&der));
-    run(openssl()
-        .args(["pkcs7", "-inform", "DER", "-print_certs", "-in"])
-        .arg(&der)
-        .arg("-out")
-        .arg(&pem));
-    pem
-}
-
 /// `label`'s chain as `/cacerts` publishes it (PEM).
 fn cacerts(s: &EstServer, label: &str) -> PathBuf {
     let answer = s.curl(&[&s.url(Some(label), "cacerts")]);
     assert_eq!(answer.status, 200, "{label} cacerts");
-    certs_to_pem(&s.dir, &answer.body, &format!("{label}-cacerts"))
+    s.pkcs7_b64_to_pem(&answer.body, &format!("{label}-cacerts"))
 }
 
 /// The issued certificate of a 200 answer, checked by `openssl verify`
 /// against `label`'s chain from `/cacerts`; returns it (PEM).
 fn issued(s: &EstServer, label: &str, reply: &Reply, name: &str) -> PathBuf {
     assert_eq!(reply.status, 200, "{name} at {label}: {}", reply.text());
-    let leaf = certs_to_pem(&s.dir, &reply.body, name);
+    let leaf = s.pkcs7_b64_to_pem(&reply.body, name);
     s.verify(&cacerts(s, label), &leaf)
         .unwrap_or_else(|e| panic!("{name} at {label}: OpenSSL rejects the certificate: {e}"));
     leaf
@@ -397,7 +365,7 @@ fn a_client_certificate_enrolls_only_at_the_cas_that_list_its_issuer() {
         Some(&device_a),
     );
     assert_eq!(keygen.status, 200, "{}", keygen.text());
-    let keygen_leaf = certs_to_pem(&s.dir, &certs_part(&keygen), "keygen-a-leaf");
+    let keygen_leaf = s.pkcs7_b64_to_pem(&certs_part(&keygen), "keygen-a-leaf");
     s.verify(&cacerts(&s, "only-a"), &keygen_leaf)
         .unwrap_or_else(|e| panic!("serverkeygen at only-a: {e}"));
     let keygen_b = post(
