@@ -170,7 +170,8 @@ pub struct HsmConfig {
     /// key generation and its export) may take before its request gets 503.
     /// PKCS#11 cannot cancel a call: the session stays in use until the HSM
     /// answers, and each timeout counts towards `degraded_after_errors`.
-    /// Default 30000.
+    /// Default 30000. Raise it where `/serverkeygen` makes RSA-4096 keys on
+    /// a slow HSM: generating one can take tens of seconds.
     pub operation_timeout_ms: u64,
     /// Seconds between health checks of the token. Default 10. Keep it below
     /// the HSM's idle-session timeout (Luna) to avoid session churn.
