@@ -511,6 +511,20 @@ level = "info"
         }
     }
 
+    /// curl POSTs the CSR file `csr` to `op` at `label` (None: the default
+    /// CA) as the Basic user.
+    pub fn post_csr_basic(&self, label: Option<&str>, op: &str, csr: &Path) -> Answer {
+        self.curl(&[
+            "-u",
+            &format!("{USER}:{PASSWORD}"),
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &format!("@{}", csr.display()),
+            &self.url(label, op),
+        ])
+    }
+
     /// curl with the TLS anchor; `args` are extra curl arguments. The
     /// answer's `elapsed` is this whole call, curl's process included.
     pub fn curl(&self, args: &[&str]) -> Answer {

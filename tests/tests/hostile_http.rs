@@ -536,15 +536,7 @@ fn good_enrollment(s: &EstServer, ca: &Path, name: &str) -> Result<(), String> {
         &format!("/CN={name}"),
         None,
     );
-    let answer = s.curl(&[
-        "-u",
-        &format!("{USER}:{PASSWORD}"),
-        "-H",
-        "Content-Type: application/pkcs10",
-        "--data-binary",
-        &format!("@{}", csr.display()),
-        &s.url(None, "simpleenroll"),
-    ]);
+    let answer = s.post_csr_basic(None, "simpleenroll", &csr);
     if answer.status != 200 {
         return Err(format!(
             "{name}: status {}: {}",

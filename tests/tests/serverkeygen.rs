@@ -295,15 +295,7 @@ fn enrolled_client(
     key_args: &[&str],
 ) -> (std::path::PathBuf, std::path::PathBuf) {
     let (csr, key) = server.csr(name, key_args, &format!("/CN={name}"), None);
-    let answer = server.curl(&[
-        "-u",
-        &format!("{USER}:{PASSWORD}"),
-        "-H",
-        "Content-Type: application/pkcs10",
-        "--data-binary",
-        &format!("@{}", csr.display()),
-        &server.url(Some(label), "simpleenroll"),
-    ]);
+    let answer = server.post_csr_basic(Some(label), "simpleenroll", &csr);
     assert_eq!(answer.status, 200, "{}", answer.text());
     (server.pkcs7_to_pem(&answer, name), key)
 }
@@ -584,15 +576,7 @@ fn serverkeygen_delivers(kind: TokenKind) {
         .args(["genpkey", "-algorithm", "ML-DSA-44", "-out"])
         .arg(&ml));
     let (csr, _) = server.csr("ml", &["-key", ml.to_str().unwrap()], "/CN=ml", None);
-    let answer = server.curl(&[
-        "-u",
-        &format!("{USER}:{PASSWORD}"),
-        "-H",
-        "Content-Type: application/pkcs10",
-        "--data-binary",
-        &format!("@{}", csr.display()),
-        &server.url(Some("skg"), "serverkeygen"),
-    ]);
+    let answer = server.post_csr_basic(Some("skg"), "serverkeygen", &csr);
     assert_eq!(answer.status, 501, "{}", answer.text());
     let no_auth = server.curl(&[
         "-H",
