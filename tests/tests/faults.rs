@@ -509,6 +509,7 @@ fn a_hung_hsm_call_is_a_503_at_the_operation_timeout() {
         "no certificate for a timed-out request was recorded"
     );
     assert_in_store(&s, &certs);
+    openssl_verify_all(&s.dir, &ca_pem(&s, "ec"), &certs);
     let log = std::fs::read_to_string(&s.log).unwrap();
     assert!(
         log.contains("HSM operation timed out"),

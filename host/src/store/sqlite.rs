@@ -281,20 +281,24 @@ impl Drop for SqliteStore {
     }
 }
 
+/// The row of an issued certificate, with the audit event to commit in the
+/// same transaction, if any.
+fn issued_row(rec: IssuedRecord, event: Option<Box<EventRow>>) -> Result<Row, StoreError> {
+    check_serial(&rec.serial_hex)?;
+    let sans_json = serde_json::to_string(&rec.sans)
+        .map_err(|e| StoreError::InvalidRecord(format!("subject alt names: {e}")))?;
+    Ok(Row::Issued {
+        ski_hex: super::schema::subject_key_id_hex(&rec.der),
+        rec,
+        sans_json,
+        recorded_at: unix_millis(SystemTime::now()),
+        event,
+    })
+}
+
 impl CertificateStore for SqliteStore {
     fn record_issued(&self, rec: IssuedRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-        let row = check_serial(&rec.serial_hex).and_then(|()| {
-            let sans_json = serde_json::to_string(&rec.sans)
-                .map_err(|e| StoreError::InvalidRecord(format!("subject alt names: {e}")))?;
-            Ok(Row::Issued {
-                ski_hex: super::schema::subject_key_id_hex(&rec.der),
-                rec,
-                sans_json,
-                recorded_at: unix_millis(SystemTime::now()),
-                event: None,
-            })
-        });
-        self.write(row)
+        self.write(issued_row(rec, None))
     }
 
     fn record_issued_with_event(
@@ -302,19 +306,7 @@ impl CertificateStore for SqliteStore {
         rec: IssuedRecord,
         ev: &AuditEvent,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        let event = EventRow::of(ev);
-        let row = check_serial(&rec.serial_hex).and_then(|()| {
-            let sans_json = serde_json::to_string(&rec.sans)
-                .map_err(|e| StoreError::InvalidRecord(format!("subject alt names: {e}")))?;
-            Ok(Row::Issued {
-                ski_hex: super::schema::subject_key_id_hex(&rec.der),
-                rec,
-                sans_json,
-                recorded_at: unix_millis(SystemTime::now()),
-                event: Some(Box::new(event)),
-            })
-        });
-        self.write(row)
+        self.write(issued_row(rec, Some(Box::new(EventRow::of(ev)))))
     }
 
     fn record_event(&self, ev: &AuditEvent) -> BoxFuture<'_, Result<(), StoreError>> {
