@@ -164,6 +164,8 @@ async fn run(config: Config) -> Result<(), String> {
         max_header_bytes: 16 * 1024,
         shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
         max_connections: config.server.max_connections,
+        max_body_bytes: config.server.max_body_bytes,
+        body_timeout: Duration::from_secs(config.server.request_timeout_secs),
     };
     let timeout = Duration::from_secs(config.server.request_timeout_secs);
     let reason = Arc::new(std::sync::Mutex::new(String::new()));

@@ -1,6 +1,7 @@
 //! EST (RFC 7030): one handler per operation, and the encoding rules at the edge.
 
 pub mod auth;
+pub mod connection;
 pub mod csrattrs;
 pub mod error;
 pub mod routes;

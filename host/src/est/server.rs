@@ -1,18 +1,16 @@
 //! Our own accept loop: TCP → rustls handshake → hyper HTTP/1.1 serving
-//! the warp filters, with the connection's TLS facts in each request's
-//! extensions, and a graceful shutdown that lets requests in flight finish.
+//! the warp filters ([`super::connection`]), with the connection's TLS facts
+//! in each request's extensions, and a graceful shutdown that lets requests
+//! in flight finish.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use hyper::{body::Incoming, server::conn::http1, Request};
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::TlsAcceptor;
 use warp::{reply::Response, Filter};
 
+use super::connection::{header_case::HeaderSpellings, serve_connection};
 use crate::tls::ConnInfo;
 
 /// Timeouts and limits of the HTTP layer.
@@ -30,6 +28,13 @@ pub struct HttpLimits {
     /// it the server stops accepting, and new connections wait in the
     /// kernel's listen backlog until one ends.
     pub max_connections: usize,
+    /// Largest request body (`[server] max_body_bytes`): also how much of a
+    /// body an early answer (401, 403, ...) reads and discards so that the
+    /// connection stays usable.
+    pub max_body_bytes: usize,
+    /// How long a request body may take to arrive (`[server]
+    /// request_timeout_secs`); also bounds that discarding.
+    pub body_timeout: Duration,
 }
 
 /// Serves `routes` on `listener` with TLS until `shutdown` completes.
@@ -47,6 +52,13 @@ pub async fn serve<F>(
         + 'static,
 {
     let acceptor = TlsAcceptor::from(tls);
+    let spellings = match HeaderSpellings::learn().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "header names will go out in title case only");
+            HeaderSpellings::default()
+        }
+    };
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut at_limit = false;
@@ -92,6 +104,7 @@ pub async fn serve<F>(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let routes = routes.clone();
+        let spellings = spellings.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
@@ -108,7 +121,7 @@ pub async fn serve<F>(
                     }
                 };
             let info = ConnInfo::from_connection(tls.get_ref().1, Some(remote));
-            serve_connection(tls, info, routes, limits, watcher, remote).await;
+            serve_connection(tls, info, routes, limits, spellings, watcher, remote).await;
         });
     }
     drop(listener);
@@ -118,35 +131,5 @@ pub async fn serve<F>(
         .is_err()
     {
         tracing::warn!(grace = ?limits.shutdown_grace, "requests still running at the end of the grace period were cut");
-    }
-}
-
-async fn serve_connection<F>(
-    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    info: ConnInfo,
-    routes: F,
-    limits: HttpLimits,
-    watcher: hyper_util::server::graceful::Watcher,
-    remote: SocketAddr,
-) where
-    F: Filter<Extract = (Response,), Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-{
-    let svc = warp::service(routes);
-    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        req.extensions_mut().insert(info.clone());
-        let mut svc = svc.clone();
-        async move { tower_service::Service::call(&mut svc, req).await }
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .serve_connection(TokioIo::new(tls), service);
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(%remote, error = %e, "connection ended with an error");
     }
 }
