@@ -160,6 +160,9 @@ fn setup(kind: TokenKind) -> Setup {
                 .arg("-out")
                 .arg(ca_dir.join("mldsa-ca-key.p8"))
                 .env("KIPUKA_MLDSA_PASSPHRASE", PASSPHRASE));
+            // The example configuration reads it from a file: `kipuka
+            // check` below runs without it in its environment.
+            std::fs::write(ca_dir.join("mldsa-passphrase"), format!("{PASSPHRASE}\n")).unwrap();
             run(openssl()
                 .args(["pkey", "-pubout", "-in"])
                 .arg(&plain)
@@ -205,7 +208,7 @@ fn check(s: &Setup, config: &Path) -> Output {
         .args(["check", "--config"])
         .arg(config)
         .env("KIPUKA_HSM_PIN", &s.token.user_pin)
-        .env("KIPUKA_MLDSA_PASSPHRASE", PASSPHRASE)
+        .env_remove("KIPUKA_MLDSA_PASSPHRASE")
         .env_remove("SOFTHSM2_CONF")
         .env_remove("KRYOPTIC_CONF")
         .output()
@@ -305,7 +308,6 @@ fn check_fails_on_a_wrong_pin_and_on_a_missing_token() {
         .args(["check", "--config"])
         .arg(&s.config)
         .env("KIPUKA_HSM_PIN", "not-the-pin")
-        .env("KIPUKA_MLDSA_PASSPHRASE", PASSPHRASE)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -331,4 +333,25 @@ fn check_fails_on_a_wrong_pin_and_on_a_missing_token() {
         stderr.contains("no token label \"no-such-token\"") && stderr.contains("kipuka-dev"),
         "{stderr}"
     );
+}
+
+#[test]
+fn check_names_a_missing_or_wrong_passphrase_file() {
+    let s = setup(TokenKind::SoftHsm2);
+    let file = s.dir.join("ca/mldsa-passphrase");
+    std::fs::remove_file(&file).unwrap();
+    let out = check(&s, &s.config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("dev-mldsa")
+            && stderr.contains(&format!("cannot read passphrase file {}", file.display())),
+        "{stderr}"
+    );
+    std::fs::write(&file, "not the passphrase\n").unwrap();
+    let out = check(&s, &s.config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("dev-mldsa"), "{stderr}");
+    assert!(!stderr.contains("not the passphrase"), "{stderr}");
 }

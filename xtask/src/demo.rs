@@ -76,7 +76,6 @@ pub fn run(args: &[&str]) -> Result<()> {
     d.ca_certs()?;
     d.print_instructions(port, &root);
 
-    let passphrase = read_secret(&dir.join("mldsa-passphrase"))?;
     eprintln!("==> kipuka serve --config {}", d.config().display());
     use std::os::unix::process::CommandExt;
     // exec: kipuka takes over this process, so Ctrl-C / SIGTERM reach it directly and its
@@ -85,7 +84,6 @@ pub fn run(args: &[&str]) -> Result<()> {
         .kipuka_cmd()
         .args(["serve", "--config"])
         .arg(d.config())
-        .env(PASSPHRASE_ENV, passphrase)
         .exec();
     Err(err).with_context(|| format!("cannot run {}", d.kipuka.display()))
 }
@@ -459,7 +457,7 @@ label = "mldsa"
 name = "kipuka demo ML-DSA-65 CA (software key)"
 cert = "{d}/ca-mldsa.pem"
 software_key = "{d}/ca-mldsa-key.p8"
-software_key_passphrase_env = "{PASSPHRASE_ENV}"
+software_key_passphrase_file = "{d}/mldsa-passphrase"
 [ca.profile]
 allowed_keys = ["ml-dsa-44", "ml-dsa-65", "ml-dsa-87"]
 
@@ -482,7 +480,6 @@ level = "info"
 
     /// Step 4: the three self-signed CA certificates.
     fn ca_certs(&self) -> Result<()> {
-        let passphrase = read_secret(&self.p("mldsa-passphrase"))?;
         for (id, subject) in [
             ("ec", "CN=kipuka demo EC CA"),
             ("rsa", "CN=kipuka demo RSA CA"),
@@ -498,8 +495,7 @@ level = "info"
                 self.kipuka_cmd()
                     .args(["ca", "init", "--config"])
                     .arg(self.config())
-                    .args(["--ca", id, "--subject", subject, "--days", "3650"])
-                    .env(PASSPHRASE_ENV, &passphrase),
+                    .args(["--ca", id, "--subject", subject, "--days", "3650"]),
             )?;
         }
         Ok(())

@@ -260,6 +260,10 @@ pub struct CaConfig {
     /// Environment variable holding the passphrase of `software_key`.
     #[serde(default)]
     pub software_key_passphrase_env: Option<String>,
+    /// Or a file holding it (one trailing newline ignored; keep it mode 0600,
+    /// readable by kipuka only). Exactly one of the two with `software_key`.
+    #[serde(default)]
+    pub software_key_passphrase_file: Option<PathBuf>,
     /// Which TLS client certificates may authenticate at this CA: the
     /// certificates (PEM or DER files, one issuer certificate per file) of
     /// the issuers whose certificates are accepted, e.g.

@@ -434,6 +434,36 @@ fn validate_ca_key_sources_and_auth() {
 }
 
 #[test]
+fn software_key_takes_exactly_one_passphrase_source() {
+    let ca = |lines: &str| {
+        format!(
+            "[hsm]\ntoken_label = \"t\"\npin_env = \"P\"\n[[ca]]\nid = \"pq\"\ncert = \"/pq.pem\"\nsoftware_key = \"/pq.p8\"\n{lines}"
+        )
+    };
+    let c = parsed_valid(&ca(
+        "software_key_passphrase_file = \"/etc/kipuka/pq-passphrase\"\n",
+    ));
+    assert_eq!(
+        c.ca[0].software_key_passphrase_file,
+        Some(PathBuf::from("/etc/kipuka/pq-passphrase"))
+    );
+    parsed_valid(&ca("software_key_passphrase_env = \"PQ_PASS\"\n"));
+    let exactly_one = r#"ca "pq": software_key needs exactly one of software_key_passphrase_env and software_key_passphrase_file"#;
+    for lines in [
+        "",
+        "software_key_passphrase_env = \"PQ_PASS\"\nsoftware_key_passphrase_file = \"/p\"\n",
+    ] {
+        let msg = parse(&ca(lines)).validate().unwrap_err().to_string();
+        assert_eq!(msg, exactly_one, "{lines}");
+    }
+    let msg = invalid_msg("software_key_passphrase_file = \"/p\"\n");
+    assert_eq!(
+        msg,
+        r#"ca "a": software_key_passphrase_env / software_key_passphrase_file is set without software_key"#
+    );
+}
+
+#[test]
 fn client_issuers_unset_by_default_and_listed_in_order() {
     let c = parsed_valid(BASE);
     assert_eq!(c.ca[0].client_issuers, None, "unset: today's behaviour");

@@ -261,15 +261,25 @@ fn check_ca(ca: &CaConfig, at: &str) -> Result<(), ConfigError> {
         }
         _ => {}
     }
-    match (&ca.software_key, &ca.software_key_passphrase_env) {
-        (None, Some(_)) => {
+    let (env, file) = (
+        &ca.software_key_passphrase_env,
+        &ca.software_key_passphrase_file,
+    );
+    if ca.software_key.is_none() {
+        if env.is_some() || file.is_some() {
             return Err(invalid(
                 at,
-                "software_key_passphrase_env is set without software_key",
-            ))
+                "software_key_passphrase_env / software_key_passphrase_file is set without software_key",
+            ));
         }
-        (_, Some(name)) => check_env_name(at, "software_key_passphrase_env", name)?,
-        _ => {}
+    } else if env.is_some() == file.is_some() {
+        return Err(invalid(
+            at,
+            "software_key needs exactly one of software_key_passphrase_env and software_key_passphrase_file",
+        ));
+    }
+    if let Some(name) = env {
+        check_env_name(at, "software_key_passphrase_env", name)?;
     }
     let p = &ca.profile;
     if p.validity_days == 0 {

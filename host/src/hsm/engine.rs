@@ -309,11 +309,24 @@ impl HsmEngine {
                         ),
                     ));
                 }
-                let env = ca.software_key_passphrase_env.as_deref().ok_or_else(|| {
-                    ca_error(ca, "software_key needs software_key_passphrase_env")
-                })?;
-                let key = SoftwarePqcFallback::load_from_env(path, env)
-                    .map_err(|e| ca_error(ca, e.to_string()))?;
+                let key = match (
+                    &ca.software_key_passphrase_env,
+                    &ca.software_key_passphrase_file,
+                ) {
+                    (Some(env), None) => SoftwarePqcFallback::load_from_env(path, env),
+                    (None, Some(file)) => {
+                        let passphrase = super::pin::read_secret_file(file, "passphrase file")
+                            .map_err(|e| ca_error(ca, e))?;
+                        SoftwarePqcFallback::load(path, &passphrase)
+                    }
+                    _ => {
+                        return Err(ca_error(
+                            ca,
+                            "software_key needs one of software_key_passphrase_env or software_key_passphrase_file",
+                        ))
+                    }
+                }
+                .map_err(|e| ca_error(ca, e.to_string()))?;
                 if profile.ml_dsa.native != MlDsaAccess::NONE {
                     warnings.push(format!(
                         "{} can sign ML-DSA in the HSM ({}), yet this CA's key is held in software",

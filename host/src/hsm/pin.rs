@@ -4,7 +4,7 @@
 //! the PIN into a zeroizing buffer each time it must log in (at start-up,
 //! and again only if the token went away and came back), then drops it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -36,20 +36,9 @@ impl PinSource {
                     "environment variable {name} is not set"
                 ))),
             },
-            PinSource::File(path) => {
-                let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                    HsmError::Pin(format!("cannot read PIN file {}: {e}", path.display()))
-                })?);
-                let pin = text.strip_suffix('\n').unwrap_or(&text);
-                let pin = pin.strip_suffix('\r').unwrap_or(pin);
-                if pin.is_empty() {
-                    return Err(HsmError::Pin(format!(
-                        "PIN file {} is empty",
-                        path.display()
-                    )));
-                }
-                Ok(Some(SecretString::from(pin.to_string())))
-            }
+            PinSource::File(path) => read_secret_file(path, "PIN file")
+                .map(Some)
+                .map_err(HsmError::Pin),
             PinSource::Literal(pin) => {
                 Ok(Some(SecretString::from(pin.expose_secret().to_string())))
             }
@@ -66,6 +55,22 @@ impl PinSource {
             PinSource::None => "none (no login)".to_string(),
         }
     }
+}
+
+/// A secret (a PIN, a passphrase) from a file of its own: one trailing
+/// newline (LF or CRLF) is ignored, an empty secret is refused. The text read
+/// is zeroized; `what` names the file in errors ("PIN file").
+pub fn read_secret_file(path: &Path, what: &str) -> Result<SecretString, String> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?,
+    );
+    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    let secret = secret.strip_suffix('\r').unwrap_or(secret);
+    if secret.is_empty() {
+        return Err(format!("{what} {} is empty", path.display()));
+    }
+    Ok(SecretString::from(secret.to_string()))
 }
 
 #[cfg(test)]
