@@ -11,5 +11,6 @@ pub mod crypto;
 pub mod est;
 pub mod hsm;
 pub mod plugins;
+pub mod policy;
 pub mod store;
 pub mod tls;

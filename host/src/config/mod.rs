@@ -18,6 +18,7 @@
 mod env;
 mod error;
 mod keyspec;
+mod policy;
 mod validate;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, Origin};
 pub use keyspec::{KeySpec, KeySpecError};
+pub use policy::{PolicyConfig, PolicyMode};
 pub use validate::{EXTENDED_KEY_USAGES, KEY_USAGES};
 
 use env::EnvSource;
@@ -293,6 +295,10 @@ pub struct CaConfig {
     /// What certificates this CA issues.
     #[serde(default)]
     pub profile: ProfileConfig,
+    /// `[ca.policy]`: which names it issues, and to whom (see
+    /// [`PolicyConfig`]). Unset: every name a CSR requests is issued.
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
     /// `/serverkeygen` (RFC 7030 §4.4): keys generated in the HSM for clients.
     #[serde(default)]
     pub serverkeygen: ServerKeygenConfig,

@@ -13,7 +13,7 @@ use der::{Decode, Encode};
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 
-use crate::{config::BasicUser, tls::ConnInfo};
+use crate::{config::BasicUser, policy::Requester, tls::ConnInfo};
 
 use super::error::EstError;
 
@@ -47,6 +47,16 @@ impl Principal {
                     hex_lower(tbs.serial_number().as_bytes())
                 )
             }
+        }
+    }
+}
+
+impl Principal {
+    /// Who is asking, for the name policy's templates.
+    pub fn requester(&self) -> Requester {
+        match self {
+            Principal::Basic { user } => Requester::user(user),
+            Principal::Certificate { cert } => Requester::certificate(cert),
         }
     }
 }

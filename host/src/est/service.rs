@@ -16,6 +16,7 @@ use crate::{
     },
     config::{CaConfig, KeySpec},
     hsm::{HealthState, SessionPool},
+    policy::{ApprovedNames, NamePolicy, PolicyError},
     store::{IssuedRecord, SharedStore, StoreError},
     tls::ConnInfo,
 };
@@ -45,6 +46,8 @@ pub struct CaEndpoint {
     /// `client_issuers`, read at start-up; None: every client certificate
     /// that passed TLS is accepted.
     pub client_issuers: Option<ClientIssuers>,
+    /// `[ca.policy]`: the names it issues.
+    pub policy: NamePolicy,
 }
 
 /// Everything the handlers need.
@@ -65,6 +68,23 @@ pub struct EstService {
     pub max_body: usize,
     /// The HSM where `/serverkeygen` makes keys (None: no HSM configured).
     pub hsm: Option<Arc<SessionPool>>,
+}
+
+/// A successful enrollment: the answer, and the requested names the
+/// policy left out (rewrite mode), for the `Kipuka-Policy-Dropped` header.
+pub struct Enrolled {
+    /// The certs-only answer.
+    pub reply: EstReply,
+    /// `DNS:x (allow_dns)`, ...; empty when nothing was left out.
+    pub dropped: Vec<String>,
+}
+
+/// A refusal of the name policy: 403 with its message; an encoding failure: 500.
+pub(super) fn policy_error(e: PolicyError) -> EstError {
+    match e {
+        PolicyError::Refused(why) => EstError::Forbidden(why),
+        e => EstError::Internal(e.to_string()),
+    }
 }
 
 /// A successful EST answer: the media type and the DER to send (base64
@@ -148,6 +168,13 @@ impl CaEndpoint {
         let cacerts_der = certs_only(&chain).map_err(internal)?.into();
         let csrattrs_der = csrattrs_for(&config)?.map(Into::into);
         let client_issuers = ClientIssuers::for_ca(&config).map_err(internal)?;
+        let policy = NamePolicy::for_ca(&config).map_err(internal)?;
+        if !policy.is_restricted() {
+            tracing::warn!(
+                ca = %config.id,
+                "no [ca.policy]: this CA issues every name a CSR requests"
+            );
+        }
         Ok(CaEndpoint {
             config,
             issuer,
@@ -155,6 +182,7 @@ impl CaEndpoint {
             cacerts_der,
             csrattrs_der,
             client_issuers,
+            policy,
         })
     }
 
@@ -319,7 +347,7 @@ impl EstService {
         principal: &Principal,
         conn: &ConnInfo,
         body: &[u8],
-    ) -> Result<EstReply, EstError> {
+    ) -> Result<Enrolled, EstError> {
         let der =
             decode_body(body, self.max_body).map_err(|e| EstError::BadRequest(e.to_string()))?;
         // Signature checks cost up to tens of milliseconds (RSA-4096,
@@ -331,23 +359,35 @@ impl EstService {
         if ca.config.profile.require_tls_exporter {
             check_channel_binding(&csr, conn)?;
         }
-        if let (Enrollment::Re, Principal::Certificate { cert }) = (op, principal) {
-            check_same_identity(&csr, cert)?;
-        }
-        let issued = self.issue_recorded(ca, &csr, principal, op.name()).await?;
+        let renewing = match (op, principal) {
+            (Enrollment::Re, Principal::Certificate { cert }) => Some(cert.as_ref()),
+            _ => None,
+        };
+        let names = ca
+            .policy
+            .decide(&csr, &principal.requester(), renewing)
+            .map_err(policy_error)?;
+        let issued = self
+            .issue_recorded(ca, &csr, &names, principal, op.name())
+            .await?;
         let pkcs7 = certs_only(&[issued]).map_err(internal)?;
-        Ok(EstReply {
-            content_type: super::wire::CONTENT_TYPE_CERTS_ONLY,
-            der: pkcs7.into(),
+        Ok(Enrolled {
+            reply: EstReply {
+                content_type: super::wire::CONTENT_TYPE_CERTS_ONLY,
+                der: pkcs7.into(),
+            },
+            dropped: names.dropped().to_vec(),
         })
     }
 
-    /// Issues a certificate for `csr` and commits it to the store before
-    /// returning it; a serial collision (vanishingly rare) draws again.
+    /// Issues a certificate for `csr` with the policy's `names` and commits
+    /// it to the store before returning it; a serial collision (vanishingly
+    /// rare) draws again.
     pub async fn issue_recorded(
         &self,
         ca: &CaEndpoint,
         csr: &VerifiedCsr,
+        names: &ApprovedNames,
         principal: &Principal,
         operation: &str,
     ) -> Result<Vec<u8>, EstError> {
@@ -355,7 +395,7 @@ impl EstService {
             let serial = SerialNumber20::random();
             let issued = ca
                 .issuer
-                .issue(csr, serial, SystemTime::now())
+                .issue(csr, names, serial, SystemTime::now())
                 .await
                 .map_err(|e| match e {
                     IssueError::Policy(reason) => EstError::Forbidden(reason),
@@ -441,33 +481,4 @@ fn check_channel_binding(csr: &VerifiedCsr, conn: &ConnInfo) -> Result<(), EstEr
                 .into(),
         )),
     }
-}
-
-/// RFC 7030 §4.2.2: a re-enrollment keeps the subject and subjectAltName of
-/// the certificate being renewed (the key may change).
-fn check_same_identity(csr: &VerifiedCsr, cert: &Certificate) -> Result<(), EstError> {
-    let tbs = cert.tbs_certificate();
-    if csr.subject.to_der().ok() != tbs.subject().to_der().ok() {
-        return Err(EstError::Forbidden(format!(
-            "re-enrollment must keep the subject: the certificate has {:?}, the CSR {:?}",
-            tbs.subject().to_string(),
-            csr.subject.to_string()
-        )));
-    }
-    use x509_cert::ext::pkix::SubjectAltName;
-    let mut cert_sans: Vec<Vec<u8>> = tbs
-        .get_extension::<SubjectAltName>()
-        .ok()
-        .flatten()
-        .map(|(_, san)| san.0.iter().filter_map(|g| g.to_der().ok()).collect())
-        .unwrap_or_default();
-    let mut csr_sans: Vec<Vec<u8>> = csr.sans.iter().filter_map(|g| g.to_der().ok()).collect();
-    cert_sans.sort();
-    csr_sans.sort();
-    if cert_sans != csr_sans {
-        return Err(EstError::Forbidden(
-            "re-enrollment must keep the subjectAltName of the certificate being renewed".into(),
-        ));
-    }
-    Ok(())
 }
