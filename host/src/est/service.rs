@@ -17,14 +17,14 @@ use crate::{
     config::{CaConfig, KeySpec},
     hsm::{HealthState, SessionPool},
     policy::{ApprovedNames, NamePolicy, PolicyError},
-    store::{IssuedRecord, SharedStore, StoreError},
+    store::{IssuedRecord, SharedStore, StoreError, CODE_PREFIX},
     tls::ConnInfo,
 };
 
 use super::{
     auth::{
-        client_certificate, client_certificate_der, issued_by, Authenticator, ClientIssuers,
-        NotAccepted, Principal,
+        client_certificate, client_certificate_der, issued_by, wrong_credentials, Authenticator,
+        ClientIssuers, Credentials, NotAccepted, Principal,
     },
     csrattrs::{encode_csrattrs, CsrAttrsSpec, KeyRequest},
     error::EstError,
@@ -329,13 +329,60 @@ impl EstService {
             ca.accept_client_certificate(op, &cert, conn)?;
             return Ok(Principal::Certificate { cert });
         }
-        match self.auth.basic(authorization, &ca.config.id).await? {
-            Some(p) => Ok(p),
-            None => Err(EstError::Unauthorized(
+        let Some(credentials) = Credentials::from_header(authorization)? else {
+            return Err(EstError::Unauthorized(
                 "authentication required: a TLS client certificate or HTTP Basic credentials"
                     .into(),
-            )),
+            ));
+        };
+        if credentials.user.starts_with(CODE_PREFIX) {
+            return self.enrollment_code(ca, &credentials).await;
         }
+        self.auth.basic(&credentials, &ca.config.id).await
+    }
+
+    /// Authenticates an enrollment code (`kipuka enroll-codes`) for `ca`.
+    /// Its use is taken later, with the issuance ([`Self::issue_recorded`]).
+    async fn enrollment_code(
+        &self,
+        ca: &CaEndpoint,
+        credentials: &Credentials,
+    ) -> Result<Principal, EstError> {
+        let id = credentials.user.as_str();
+        let store = |e: StoreError| EstError::Unavailable(format!("certificate store: {e}"));
+        let code = self
+            .store
+            .enrollment_code(id)
+            .map_err(store)?
+            .ok_or_else(wrong_credentials)?;
+        if !self
+            .auth
+            .verify_hash(&code.secret_hash, &credentials.password)
+            .await?
+        {
+            return Err(wrong_credentials());
+        }
+        if let Some(why) = code.unusable(SystemTime::now()) {
+            return Err(EstError::Unauthorized(format!(
+                "enrollment code {id} is {why}"
+            )));
+        }
+        if code.ca_id != ca.config.id {
+            return Err(EstError::Forbidden(format!(
+                "enrollment code {id} enrolls at CA {}, not {}",
+                code.ca_id, ca.config.id
+            )));
+        }
+        if !ca.policy.is_restricted() {
+            return Err(EstError::Forbidden(format!(
+                "CA {} has no [ca.policy], so an enrollment code cannot be held to its name",
+                ca.config.id
+            )));
+        }
+        Ok(Principal::Code {
+            id: code.id,
+            name: code.name,
+        })
     }
 
     /// `POST /simpleenroll` and `/simplereenroll`, after authentication:
@@ -382,8 +429,51 @@ impl EstService {
 
     /// Issues a certificate for `csr` with the policy's `names` and commits
     /// it to the store before returning it; a serial collision (vanishingly
-    /// rare) draws again.
+    /// rare) draws again. An enrollment code's use is taken first, in the
+    /// store (atomically, across processes), and given back if the
+    /// certificate is not issued.
     pub async fn issue_recorded(
+        &self,
+        ca: &CaEndpoint,
+        csr: &VerifiedCsr,
+        names: &ApprovedNames,
+        principal: &Principal,
+        operation: &str,
+    ) -> Result<Vec<u8>, EstError> {
+        let Principal::Code { id, .. } = principal else {
+            return self
+                .issue_and_record(ca, csr, names, principal, operation)
+                .await;
+        };
+        let code_store = |e| EstError::Unavailable(format!("certificate store: {e}"));
+        let (store, code) = (self.store.clone(), id.clone());
+        let taken = tokio::task::spawn_blocking(move || {
+            store.take_enrollment_code_use(&code, SystemTime::now())
+        })
+        .await
+        .map_err(internal)?
+        .map_err(code_store)?;
+        if !taken {
+            return Err(EstError::Forbidden(format!(
+                "enrollment code {id} is used up, expired or revoked"
+            )));
+        }
+        let issued = self
+            .issue_and_record(ca, csr, names, principal, operation)
+            .await;
+        if issued.is_err() {
+            let (store, code) = (self.store.clone(), id.clone());
+            let given =
+                tokio::task::spawn_blocking(move || store.give_back_enrollment_code_use(&code))
+                    .await;
+            if !matches!(given, Ok(Ok(()))) {
+                tracing::warn!(code = %id, "an enrollment code use could not be given back");
+            }
+        }
+        issued
+    }
+
+    async fn issue_and_record(
         &self,
         ca: &CaEndpoint,
         csr: &VerifiedCsr,
