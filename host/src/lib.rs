@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod est;
 pub mod hsm;
+pub mod limits;
 pub mod plugins;
 pub mod policy;
 pub mod store;

@@ -250,3 +250,64 @@ fn a_one_use_code_gives_exactly_one_certificate_across_two_servers() {
         }
     }
 }
+
+#[test]
+fn limits_answer_429_with_retry_after() {
+    use kipuka_tests::est_server::{PASSWORD, USER};
+    let mut s = EstServer::start_opts(
+        TokenKind::SoftHsm2,
+        EstOptions {
+            no_launch: true,
+            ..EstOptions::default()
+        },
+    );
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        format!(
+            "{config}\n[limits]\nenrollments_per_hour = 2\nburst = 2\n\
+             failed_auth_per_minute = 3\nfailed_auth_burst = 3\n"
+        ),
+    )
+    .unwrap();
+    s.launch();
+    let post = |name: &str, credentials: &str| {
+        let (csr, _) = s.csr(name, &P256, &format!("/CN={name}"), None);
+        s.curl(&[
+            "-u",
+            credentials,
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &format!("@{}", csr.display()),
+            &s.url(None, "simpleenroll"),
+        ])
+    };
+    let good = format!("{USER}:{PASSWORD}");
+    assert_eq!(post("l1", &good).status, 200);
+    assert_eq!(post("l2", &good).status, 200);
+    let limited = post("l3", &good);
+    assert_eq!(limited.status, 429, "{}", limited.text());
+    assert!(
+        limited.text().contains("too many enrollments"),
+        "{}",
+        limited.text()
+    );
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    // One enrollment comes back every 30 minutes.
+    assert!((1..=1800).contains(&retry), "{retry}");
+
+    // Three bad passwords for another name, then even its right password waits.
+    for i in 0..3 {
+        let bad = post(&format!("b{i}"), "mallory:wrong");
+        assert_eq!(bad.status, 401, "{}", bad.text());
+    }
+    let refused = post("b3", "mallory:wrong");
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert!(
+        refused.text().contains("too many failed authentications"),
+        "{}",
+        refused.text()
+    );
+    assert!(refused.header("retry-after").is_some());
+}

@@ -477,6 +477,12 @@ allowed_keys = ["ml-dsa-44", "ml-dsa-65", "ml-dsa-87"]
 [db]
 url = "sqlite://{d}/kipuka.db"
 
+# Failed passwords per source address and per user name: once spent, further
+# attempts get 429 before any password is checked.
+[limits]
+failed_auth_per_minute = 30
+failed_auth_burst = 10
+
 [[auth.users]]
 name = "{USER}"
 password_hash = "{hash}"

@@ -16,6 +16,7 @@ use crate::{
     },
     config::{CaConfig, KeySpec},
     hsm::{HealthState, SessionPool},
+    limits::{Limited, Limits},
     policy::{ApprovedNames, NamePolicy, PolicyError},
     store::{IssuedRecord, SharedStore, StoreError, CODE_PREFIX},
     tls::ConnInfo,
@@ -68,6 +69,8 @@ pub struct EstService {
     pub max_body: usize,
     /// The HSM where `/serverkeygen` makes keys (None: no HSM configured).
     pub hsm: Option<Arc<SessionPool>>,
+    /// `[limits]`.
+    pub limits: Arc<Limits>,
 }
 
 /// A successful enrollment: the answer, and the requested names the
@@ -77,6 +80,13 @@ pub struct Enrolled {
     pub reply: EstReply,
     /// `DNS:x (allow_dns)`, ...; empty when nothing was left out.
     pub dropped: Vec<String>,
+}
+
+fn too_many(l: Limited) -> EstError {
+    EstError::TooManyRequests {
+        what: l.what,
+        retry_after: l.retry_after,
+    }
 }
 
 /// A refusal of the name policy: 403 with its message; an encoding failure: 500.
@@ -295,11 +305,28 @@ impl EstService {
         })
     }
 
-    /// Authenticates for an enrollment on `ca`: the TLS client certificate
-    /// if there is one (required for re-enrollment), else HTTP Basic. A
-    /// certificate must also be one `ca` accepts (`client_issuers`), and a
-    /// Basic user one `ca` allows (`auth.users.cas`).
+    /// Authenticates for an enrollment on `ca` ([`Self::principal`]), then
+    /// applies the enrollment rate limits (`[limits]`, HTTP 429).
     pub async fn authenticate(
+        &self,
+        ca: &CaEndpoint,
+        op: Enrollment,
+        conn: &ConnInfo,
+        authorization: Option<&str>,
+    ) -> Result<Principal, EstError> {
+        let principal = self.principal(ca, op, conn, authorization).await?;
+        self.limits
+            .enrollment(&principal.describe(), conn.remote.map(|a| a.ip()))
+            .map_err(too_many)?;
+        Ok(principal)
+    }
+
+    /// Who is asking: the TLS client certificate if there is one (required
+    /// for re-enrollment), else HTTP Basic. A certificate must also be one
+    /// `ca` accepts (`client_issuers`), and a Basic user one `ca` allows
+    /// (`auth.users.cas`). Failed passwords count against the source address
+    /// and the user name, and once those are spent no password is checked.
+    async fn principal(
         &self,
         ca: &CaEndpoint,
         op: Enrollment,
@@ -335,10 +362,19 @@ impl EstService {
                     .into(),
             ));
         };
-        if credentials.user.starts_with(CODE_PREFIX) {
-            return self.enrollment_code(ca, &credentials).await;
+        let ip = conn.remote.map(|a| a.ip());
+        self.limits
+            .before_password(ip, &credentials.user)
+            .map_err(too_many)?;
+        let result = if credentials.user.starts_with(CODE_PREFIX) {
+            self.enrollment_code(ca, &credentials).await
+        } else {
+            self.auth.basic(&credentials, &ca.config.id).await
+        };
+        if let Err(EstError::Unauthorized(_)) = &result {
+            self.limits.password_failed(ip, &credentials.user);
         }
-        self.auth.basic(&credentials, &ca.config.id).await
+        result
     }
 
     /// Authenticates an enrollment code (`kipuka enroll-codes`) for `ca`.
