@@ -1,6 +1,6 @@
 //! Pre-generated PKCS#10 requests, all made before the clock starts.
 //!
-//! Each CSR has its own subject (`CN=kipuka-bench <run> <n>`, the run part
+//! Each CSR has its own subject (`CN=kipuka-bench-<run>-<n>`, the run part
 //! random so that two runs never repeat). EC CSRs each have a fresh P-256
 //! key; RSA CSRs share a few keys ([`KeyType::Rsa`]: generating thousands
 //! of RSA keys would take minutes) but each is signed anew over its own
@@ -212,7 +212,9 @@ pub fn generate(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let subject = |i: usize| format!("CN=kipuka-bench {run} {i}");
+    // One DNS-label-like CN (letters, digits, dashes): the demo's name policy
+    // (`allow_cn = ["*"]`) issues it.
+    let subject = |i: usize| format!("CN=kipuka-bench-{run}-{i}");
     match key_type {
         KeyType::EcP256 => parallel(count, |i| build(&EcKey::generate()?, &subject(i))),
         KeyType::Rsa(bits) => {
@@ -234,7 +236,7 @@ mod tests {
             assert_ne!(csrs[0], csrs[1]);
             for der in &csrs {
                 let v = kipuka::ca::csr::verify_csr(der).unwrap();
-                assert!(v.subject.to_string().starts_with("CN=kipuka-bench "));
+                assert!(v.subject.to_string().starts_with("CN=kipuka-bench-"));
             }
         }
     }

@@ -10,6 +10,8 @@ pub mod config;
 pub mod crypto;
 pub mod est;
 pub mod hsm;
+pub mod limits;
 pub mod plugins;
+pub mod policy;
 pub mod store;
 pub mod tls;

@@ -49,6 +49,29 @@ fn main() -> ExitCode {
             out,
             passphrase_env,
         }) => cli::ca::keygen_software(&set, &out, &passphrase_env),
+        Command::EnrollCodes(cli::EnrollCodesCommand::Create {
+            config,
+            ca,
+            name,
+            uses,
+            expires,
+            json,
+        }) => cli::codes::create(
+            &config,
+            &cli::codes::CreateOptions {
+                ca: &ca,
+                name: &name,
+                uses,
+                expires: &expires,
+                json,
+            },
+        ),
+        Command::EnrollCodes(cli::EnrollCodesCommand::List { config, json }) => {
+            cli::codes::list(&config, json)
+        }
+        Command::EnrollCodes(cli::EnrollCodesCommand::Revoke { config, user }) => {
+            cli::codes::revoke(&config, &user)
+        }
         Command::Plugins(PluginsCommand::List { plugin_dirs, json }) => {
             cli::plugins::list(&plugin_dirs, json)
         }

@@ -583,19 +583,27 @@ level = "info"
         subject: &str,
         san: Option<&str>,
     ) -> (PathBuf, PathBuf) {
+        let san = san.map(|san| format!("subjectAltName={san}"));
+        let mut args = key_args.to_vec();
+        args.extend(["-subj", subject]);
+        if let Some(san) = &san {
+            args.extend(["-addext", san]);
+        }
+        self.csr_args(name, &args)
+    }
+
+    /// A CSR made by `openssl req -new -nodes ARGS` (the key, `-subj`,
+    /// `-addext`, `-config`...): base64 of DER, as EST wants, and its key.
+    pub fn csr_args(&self, name: &str, args: &[&str]) -> (PathBuf, PathBuf) {
         let key = self.dir.join(format!("{name}.key"));
         let der = self.dir.join(format!("{name}.csr.der"));
-        let mut cmd = openssl();
-        cmd.args(["req", "-new", "-nodes"])
-            .args(key_args)
+        run(openssl()
+            .args(["req", "-new", "-nodes"])
+            .args(args)
             .arg("-keyout")
             .arg(&key)
-            .args(["-subj", subject, "-outform", "DER", "-out"])
-            .arg(&der);
-        if let Some(san) = san {
-            cmd.args(["-addext", &format!("subjectAltName={san}")]);
-        }
-        run(&mut cmd);
+            .args(["-outform", "DER", "-out"])
+            .arg(&der));
         let b64 = self.dir.join(format!("{name}.csr.b64"));
         run(openssl()
             .args(["base64", "-in"])

@@ -27,6 +27,7 @@ use kipuka::{
         engine::CaKey, pqc_fallback::SoftwarePqcFallback, CaSigner, HsmKeySigner, KeyAlgorithm,
         KeyCustody, SignatureScheme,
     },
+    policy::{ApprovedNames, NamePolicy, Requester},
 };
 use kipuka_plugin_api::{HashAlg, MlDsaParameterSet};
 use kipuka_tests::{
@@ -338,6 +339,8 @@ extended_key_usage = ["clientAuth", "serverAuth"]
 struct TestCa {
     name: String,
     issuer: Issuer,
+    /// The profile's name policy (no `[ca.policy]`: the CSR's names).
+    policy: NamePolicy,
     ca_pem: PathBuf,
     ca_not_after: String,
     ssl: OpenSsl,
@@ -391,13 +394,15 @@ async fn make_ca(
         warnings: Vec::new(),
         chain,
     };
-    let issuer = Issuer::new(&ca_config(&id, profile), key)
-        .unwrap_or_else(|e| panic!("{name}: Issuer::new: {e}"));
+    let config = ca_config(&id, profile);
+    let issuer = Issuer::new(&config, key).unwrap_or_else(|e| panic!("{name}: Issuer::new: {e}"));
+    let policy = NamePolicy::for_ca(&config).unwrap();
     assert_eq!(issuer.ca_id(), id);
     assert_eq!(issuer.chain().len(), 1);
     TestCa {
         name: name.into(),
         issuer,
+        policy,
         ca_pem,
         ca_not_after: ca_not_after.trim().to_string(),
         ssl,
@@ -437,9 +442,21 @@ fn openssl_ski(ssl: &OpenSsl, key_pem: &[u8]) -> String {
     field(&ssl.text(&out), "X509v3 Subject Key Identifier:")
 }
 
+/// The names the CA's policy approves for `csr` (a refusal as a policy error).
+fn names(ca: &TestCa, csr: &VerifiedCsr) -> Result<ApprovedNames, IssueError> {
+    ca.policy
+        .decide(csr, &Requester::default(), None)
+        .map_err(|e| IssueError::Policy(e.to_string()))
+}
+
 async fn issue(ca: &TestCa, csr: &VerifiedCsr) -> Result<IssuedCertificate, IssueError> {
     ca.issuer
-        .issue(csr, SerialNumber20::random(), SystemTime::now())
+        .issue(
+            csr,
+            &names(ca, csr)?,
+            SerialNumber20::random(),
+            SystemTime::now(),
+        )
         .await
 }
 
@@ -626,7 +643,12 @@ async fn not_after_is_capped_when_the_ca_expires_sooner() {
     let later = SystemTime::now() + Duration::from_secs(2 * 86400);
     let err = ca
         .issuer
-        .issue(&csr, SerialNumber20::random(), later)
+        .issue(
+            &csr,
+            &names(&ca, &csr).unwrap(),
+            SerialNumber20::random(),
+            later,
+        )
         .await
         .unwrap_err();
     assert!(

@@ -434,6 +434,14 @@ key = "pkcs11:token={TOKEN_LABEL};object=ec-ca-key"
 [ca.profile]
 key_usage = ["digitalSignature"]
 allowed_keys = ["ec:P-256", "ec:P-384"]
+# The names this CA issues: single-label device names as the CN (device-42:
+# letters, digits and dashes, no dots) or the Basic user's own name, and DNS
+# names below devices.kipuka.test. Anything else is refused with 403 naming
+# the rule ("rewrite" would issue the allowed names only).
+[ca.policy]
+mode = "enforce"
+allow_cn = ["*", "{{user}}"]
+allow_dns = [".devices.kipuka.test"]
 # /serverkeygen: keys made in the token, delivered encrypted under the
 # pre-shared AES-256 key "demo-kek" (value in kek.hex). SoftHSM2 2.6 has no
 # RSA-OAEP with SHA-256 and no X9.63 KDF, so certificate recipients are refused.
@@ -450,6 +458,9 @@ key = "pkcs11:token={TOKEN_LABEL};object=rsa-ca-key"
 rsa_scheme = "pss"
 [ca.profile]
 allowed_keys = ["rsa:2048", "rsa:3072", "rsa:4096"]
+[ca.policy]
+allow_cn = ["*", "{{user}}"]
+allow_dns = [".devices.kipuka.test"]
 
 [[ca]]
 id = "mldsa"
@@ -463,6 +474,12 @@ allowed_keys = ["ml-dsa-44", "ml-dsa-65", "ml-dsa-87"]
 
 [db]
 url = "sqlite://{d}/kipuka.db"
+
+# Failed passwords per source address and per user name: once spent, further
+# attempts get 429 before any password is checked.
+[limits]
+failed_auth_per_minute = 30
+failed_auth_burst = 10
 
 [[auth.users]]
 name = "{USER}"
@@ -520,6 +537,12 @@ SoftHSM2 token {TOKEN_LABEL}; files in {dir}. In a second shell, from the reposi
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key -subj /CN=device1 -outform DER | openssl base64 > device.csr
   curl --cacert tls-ca.pem -u "$(cat basic-auth.txt)" -H 'Content-Type: application/pkcs10' --data-binary @device.csr {url}/simpleenroll | openssl base64 -d | openssl pkcs7 -inform DER -print_certs > device.pem
   openssl verify -CAfile ca-ec.pem device.pem
+  # the name policy ([ca.policy]): device names and DNS names below devices.kipuka.test are
+  # issued; a name the operator does not own is refused with 403 naming the rule
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device42.key -subj /CN=device-42 -addext subjectAltName=DNS:device-42.devices.kipuka.test -outform DER | openssl base64 > device42.csr
+  curl --cacert tls-ca.pem -u "$(cat basic-auth.txt)" -H 'Content-Type: application/pkcs10' --data-binary @device42.csr {url}/simpleenroll | openssl base64 -d | openssl pkcs7 -inform DER -print_certs | openssl x509 -noout -subject -ext subjectAltName
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout bank.key -subj /CN=www.bank.example -addext 'subjectAltName=DNS:www.bank.example,DNS:*.example.com' -outform DER | openssl base64 > bank.csr
+  curl --cacert tls-ca.pem -u "$(cat basic-auth.txt)" -H 'Content-Type: application/pkcs10' --data-binary @bank.csr -w ' (HTTP %{{http_code}})\n' {url}/simpleenroll
   # the same with TLS client authentication: client.pem (from tls-ca.pem, listed in
   # [server] client_ca) authenticates simpleenroll; simplereenroll needs a certificate
   # issued by the EST CA itself (e.g. --cert device.pem --key device.key)

@@ -320,7 +320,7 @@ fn read_extensions(value: &der::Any) -> Result<Vec<Extension>, CsrError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A P-256 CSR made by OpenSSL 3.5.5:
@@ -329,7 +329,8 @@ mod tests {
     ///  -nodes -keyout /dev/null -outform DER`.
     const P256_CSR_HEX: &str = "308201093081b0020100300f310d300b06035504030c04646576313059301306072a8648ce3d020106082a8648ce3d03010703420004e69e05fa945ef697fdc2cdde2a4a5b2f0b0395662081c5f55280a595286c065e8e9aaefa96b98f8482a6594961bc2887bb1a3a48e7554be37e92d785a69d8844a03f303d06092a864886f70d01090e3130302e30170603551d110410300e820c646576312e6578616d706c6530130603551d25040c300a06082b06010505070302300a06082a8648ce3d0403020348003045022100be6845ccb1d63ceab5fcbf8d3dd1e8b5e5d5da1587ae6c7400d58c4429f153d50220400bbaa73ecb16f352c2525810038d60004f4bfff47f7f62030abd81f90d4672";
 
-    fn p256_csr() -> Vec<u8> {
+    /// The CSR above (other modules' tests start from it).
+    pub(crate) fn p256_csr() -> Vec<u8> {
         (0..P256_CSR_HEX.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&P256_CSR_HEX[i..i + 2], 16).unwrap())

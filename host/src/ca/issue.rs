@@ -11,15 +11,15 @@
 //! - serial: 20 random bytes, positive, first byte non-zero ([`SerialNumber20`]);
 //! - validity: from `now − 60 s` (clock skew) to `min(now + validity_days,
 //!   CA notAfter)`, never past the CA;
-//! - subject: the CSR's; an empty subject needs a subjectAltName, which is
-//!   then critical (RFC 5280 §4.2.1.6);
+//! - subject and subjectAltName: the [`ApprovedNames`] of the name policy
+//!   (`crate::policy`), never the CSR's directly; an empty subject comes
+//!   with a subjectAltName, which is then critical (RFC 5280 §4.2.1.6);
 //! - basicConstraints cA=false (critical); keyUsage (critical): the
 //!   profile's usages that the key type allows (see
 //!   [`extensions::end_entity_usages`]; the others are dropped, logged at
 //!   debug, and an empty result is a policy error); extendedKeyUsage from
 //!   the profile; subjectKeyIdentifier (SHA-1 of the key, RFC 5280 method 1);
-//!   authorityKeyIdentifier (the CA certificate's subjectKeyIdentifier);
-//!   subjectAltName copied from the CSR when `san_policy = "copy-from-csr"`.
+//!   authorityKeyIdentifier (the CA certificate's subjectKeyIdentifier).
 //!   Other requested extensions are not copied.
 
 use std::{
@@ -50,8 +50,9 @@ use super::{
     extensions,
 };
 use crate::{
-    config::{CaConfig, KeySpec, SanPolicy},
+    config::{CaConfig, KeySpec},
     hsm::{engine::CaKey, CaSigner, HsmError, KeyAlgorithm, SignatureScheme},
+    policy::ApprovedNames,
 };
 
 /// Clock skew allowance: certificates are valid from this long before `now`.
@@ -171,7 +172,6 @@ struct Profile {
     key_usage: FlagSet<KeyUsages>,
     extended_key_usage: Vec<der::asn1::ObjectIdentifier>,
     allowed_keys: Vec<KeySpec>,
-    san_policy: SanPolicy,
 }
 
 /// A CA ready to issue: its signer, certificate chain and profile.
@@ -252,7 +252,6 @@ impl Issuer {
             allowed_keys: p
                 .allowed_key_specs()
                 .map_err(|e| config(format!("profile.allowed_keys: {e}")))?,
-            san_policy: p.san_policy,
         };
         Ok(Issuer {
             ca_id: ca.id.clone(),
@@ -317,11 +316,12 @@ impl Issuer {
         IssueError::Policy(format!("CA {}: {why}", self.ca_id))
     }
 
-    /// Checks the CSR against the profile (allowed key specs, SAN policy)
-    /// and signs a certificate.
+    /// Checks the CSR's key against the profile and signs a certificate
+    /// for it with the `names` the name policy approved.
     pub async fn issue(
         &self,
         csr: &VerifiedCsr,
+        names: &ApprovedNames,
         serial: SerialNumber20,
         now: SystemTime,
     ) -> Result<IssuedCertificate, IssueError> {
@@ -338,20 +338,8 @@ impl Issuer {
                 allowed.join(", ")
             )));
         }
-        let sans = match self.profile.san_policy {
-            SanPolicy::CopyFromCsr => csr.sans.clone(),
-            SanPolicy::None => Vec::new(),
-        };
-        if csr.subject.is_empty() && sans.is_empty() {
-            return Err(self.policy(match self.profile.san_policy {
-                SanPolicy::CopyFromCsr => {
-                    "the CSR has an empty subject and no subjectAltName: the certificate would name no one"
-                }
-                SanPolicy::None => {
-                    "the CSR has an empty subject, and this CA's profile issues no subjectAltName"
-                }
-            }));
-        }
+        let sans = names.sans();
+        let subject = names.subject();
         let key_usage = extensions::filter_key_usages(self.profile.key_usage, &csr.key);
         if key_usage.is_empty() {
             return Err(self.policy(format!(
@@ -387,14 +375,12 @@ impl Issuer {
         );
         exts.push(extensions::authority_key_identifier(&self.ca_key_id).map_err(encoding)?);
         if !sans.is_empty() {
-            exts.push(
-                extensions::subject_alt_name(&sans, csr.subject.is_empty()).map_err(encoding)?,
-            );
+            exts.push(extensions::subject_alt_name(sans, subject.is_empty()).map_err(encoding)?);
         }
         let template = Template {
             serial,
             issuer: self.ca_name.clone(),
-            subject: csr.subject.clone(),
+            subject: subject.clone(),
             not_before,
             not_after,
             spki,
@@ -419,7 +405,7 @@ impl Issuer {
         Ok(IssuedCertificate {
             der: cert.to_der().map_err(encoding)?,
             serial_hex: serial.to_hex(),
-            subject: csr.subject.to_string(),
+            subject: subject.to_string(),
             sans: sans.iter().map(extensions::describe_general_name).collect(),
             not_before: validity.not_before.to_system_time(),
             not_after: validity.not_after.to_system_time(),
@@ -636,9 +622,9 @@ mod tests {
 
     /// Compiles only if `issue` can run on a multi-threaded runtime.
     #[allow(dead_code)]
-    fn issue_future_is_send(issuer: &Issuer, csr: &VerifiedCsr) {
+    fn issue_future_is_send(issuer: &Issuer, csr: &VerifiedCsr, names: &ApprovedNames) {
         fn send<T: Send>(_: T) {}
-        send(issuer.issue(csr, SerialNumber20::random(), SystemTime::now()));
+        send(issuer.issue(csr, names, SerialNumber20::random(), SystemTime::now()));
     }
 
     #[test]

@@ -158,6 +158,8 @@ fn client_reports(config: &Config) -> Result<Vec<ClientReport>, String> {
     };
     let mut reports = Vec::new();
     for ca in &config.ca {
+        // A [ca.policy] rule that cannot be compiled stops `serve`: say so here too.
+        crate::policy::NamePolicy::for_ca(ca).map_err(|e| e.to_string())?;
         let issuers = ClientIssuers::for_ca(ca).map_err(|e| format!("CA {}: {e}", ca.id))?;
         let Some(issuers) = issuers else {
             reports.push(ClientReport {

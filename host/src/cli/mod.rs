@@ -2,6 +2,7 @@
 
 pub mod ca;
 pub mod check;
+pub mod codes;
 pub mod csr;
 pub mod plugins;
 pub mod serve;
@@ -55,12 +56,59 @@ pub enum Command {
         #[arg(long)]
         asymmetric_decrypt_key_id: Option<String>,
     },
+    /// One-time enrollment codes: an HTTP Basic user and password that may
+    /// enroll one name, a few times, before it expires.
+    #[command(subcommand)]
+    EnrollCodes(EnrollCodesCommand),
     /// Load plugins, open the token, log in, find every CA key and match it
     /// to its certificate; report per CA. Non-zero exit on the first problem.
     Check {
         /// The configuration file.
         #[arg(long, short)]
         config: PathBuf,
+    },
+}
+
+/// `kipuka enroll-codes ...`
+#[derive(Debug, Subcommand)]
+pub enum EnrollCodesCommand {
+    /// Make a code; its password is printed once and stored only hashed.
+    Create {
+        /// The configuration file (its `[db]` holds the codes).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The `[[ca]] id` it enrolls at (the CA needs a `[ca.policy]`).
+        #[arg(long)]
+        ca: String,
+        /// The only name it may enroll: the policy's `{user}`.
+        #[arg(long)]
+        name: String,
+        /// How many certificates it may give.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it works: `90s`, `30m`, `24h`, `7d`.
+        #[arg(long, default_value = "24h")]
+        expires: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every code, with its uses left and state (never its password).
+    List {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a code: it enrolls nothing more.
+    Revoke {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The code's user (`code-...`).
+        user: String,
     },
 }
 

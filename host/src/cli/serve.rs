@@ -18,6 +18,7 @@ use crate::{
         engine::{load_plugins, HsmEngine},
         KeyCustody,
     },
+    limits::Limits,
     store::open_store,
     tls::server_config,
 };
@@ -144,6 +145,7 @@ async fn run(config: Config) -> Result<(), String> {
         realm: config.server.realm.clone(),
         max_body: config.server.max_body_bytes,
         hsm: Some(engine.pool().clone()),
+        limits: Arc::new(Limits::new(&config.limits)),
     });
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await

@@ -18,6 +18,7 @@
 mod env;
 mod error;
 mod keyspec;
+mod policy;
 mod validate;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, Origin};
 pub use keyspec::{KeySpec, KeySpecError};
+pub use policy::{PolicyConfig, PolicyMode};
 pub use validate::{EXTENDED_KEY_USAGES, KEY_USAGES};
 
 use env::EnvSource;
@@ -60,6 +62,31 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[log]`: log format and level.
     pub log: LogConfig,
+    /// `[limits]`: rate limits, per process.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: token-bucket rate limits, kept in each process's memory (N
+/// kipuka instances allow N times as much). 0 turns a limit off; all are
+/// off by default. A limited request gets HTTP 429 with `Retry-After`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Enrollments (`/simpleenroll`, `/simplereenroll`, `/serverkeygen`)
+    /// per hour per requester: Basic user, enrollment code, or client
+    /// certificate (subject and serial).
+    pub enrollments_per_hour: u32,
+    /// Enrollments per hour per source IP address.
+    pub enrollments_per_hour_per_ip: u32,
+    /// How many enrollments a requester or address may make at once before
+    /// the hourly rate applies (the bucket's size). Default 0 = 1.
+    pub burst: u32,
+    /// Failed Basic authentications per minute, per source IP address and
+    /// per user name; once spent, further attempts are refused before any
+    /// password is checked.
+    pub failed_auth_per_minute: u32,
+    /// Failed authentications allowed at once (the bucket's size). Default 0 = 1.
+    pub failed_auth_burst: u32,
 }
 
 /// `[server]`
@@ -297,6 +324,10 @@ pub struct CaConfig {
     /// What certificates this CA issues.
     #[serde(default)]
     pub profile: ProfileConfig,
+    /// `[ca.policy]`: which names it issues, and to whom (see
+    /// [`PolicyConfig`]). Unset: every name a CSR requests is issued.
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
     /// `/serverkeygen` (RFC 7030 §4.4): keys generated in the HSM for clients.
     #[serde(default)]
     pub serverkeygen: ServerKeygenConfig,

@@ -13,7 +13,7 @@ use der::{Decode, Encode};
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 
-use crate::{config::BasicUser, tls::ConnInfo};
+use crate::{config::BasicUser, policy::Requester, tls::ConnInfo};
 
 use super::error::EstError;
 
@@ -32,13 +32,22 @@ pub enum Principal {
         /// The certificate.
         cert: Arc<Certificate>,
     },
+    /// A one-time enrollment code (`kipuka enroll-codes`).
+    Code {
+        /// Its id, the Basic user name (`code-...`).
+        id: String,
+        /// The one name it may enroll: the policy's `{user}`.
+        name: String,
+    },
 }
 
 impl Principal {
-    /// For the store and the audit log: `basic:alice`, `cert:CN=dev1|<serial hex>`.
+    /// For the store and the audit log: `basic:alice`, `cert:CN=dev1|<serial hex>`,
+    /// `code:code-0123abcd|device-42` (never the code's password).
     pub fn describe(&self) -> String {
         match self {
             Principal::Basic { user } => format!("basic:{user}"),
+            Principal::Code { id, name } => format!("code:{id}|{name}"),
             Principal::Certificate { cert } => {
                 let tbs = cert.tbs_certificate();
                 format!(
@@ -47,6 +56,17 @@ impl Principal {
                     hex_lower(tbs.serial_number().as_bytes())
                 )
             }
+        }
+    }
+}
+
+impl Principal {
+    /// Who is asking, for the name policy's templates.
+    pub fn requester(&self) -> Requester {
+        match self {
+            Principal::Basic { user } => Requester::user(user),
+            Principal::Code { name, .. } => Requester::user(name),
+            Principal::Certificate { cert } => Requester::certificate(cert),
         }
     }
 }
@@ -88,6 +108,7 @@ struct User {
 pub struct Authenticator {
     users: HashMap<String, User>,
     verified: Mutex<HashMap<[u8; 32], ()>>,
+    argon2: tokio::sync::Semaphore,
 }
 
 const CACHE_LIMIT: usize = 10_000;
@@ -109,6 +130,7 @@ impl Authenticator {
                 })
                 .collect(),
             verified: Mutex::new(HashMap::new()),
+            argon2: tokio::sync::Semaphore::new(argon2_at_once()),
         }
     }
 
@@ -117,13 +139,93 @@ impl Authenticator {
         !self.users.is_empty()
     }
 
-    /// Authenticates an `Authorization` header for CA `ca_id`. `Ok(None)`
-    /// when there is no Basic header at all.
+    /// Authenticates Basic `credentials` as a configured user for CA `ca_id`.
     pub async fn basic(
-        self: &Arc<Self>,
-        header: Option<&str>,
+        &self,
+        credentials: &Credentials,
         ca_id: &str,
-    ) -> Result<Option<Principal>, EstError> {
+    ) -> Result<Principal, EstError> {
+        let user = credentials.user.as_str();
+        let password = credentials.password.as_str();
+        let entry = self.users.get(user).ok_or_else(wrong_credentials)?;
+        let key: [u8; 32] = {
+            let mut h = Sha256::new();
+            h.update(user.as_bytes());
+            h.update([0]);
+            h.update(password.as_bytes());
+            h.update([0]);
+            h.update(entry.phc.as_bytes());
+            h.finalize().into()
+        };
+        let cached = self.verified.lock().expect("auth cache").contains_key(&key);
+        if !cached {
+            if !self.verify_hash(&entry.phc, password).await? {
+                return Err(wrong_credentials());
+            }
+            let mut cache = self.verified.lock().expect("auth cache");
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(key, ());
+        }
+        if !entry.cas.is_empty() && !entry.cas.iter().any(|c| c == ca_id) {
+            return Err(EstError::Forbidden(format!(
+                "user {user} may not enroll with CA {ca_id}"
+            )));
+        }
+        Ok(Principal::Basic {
+            user: user.to_string(),
+        })
+    }
+
+    /// Whether `password` matches the argon2 PHC hash `phc`. At most
+    /// [`argon2_at_once`] checks run at a time, off the async workers: a
+    /// flood of bad passwords queues here instead of taking every core.
+    pub async fn verify_hash(&self, phc: &str, password: &str) -> Result<bool, EstError> {
+        let _permit = self
+            .argon2
+            .acquire()
+            .await
+            .map_err(|e| EstError::Internal(format!("password check failed: {e}")))?;
+        let phc = phc.to_string();
+        let password = zeroize::Zeroizing::new(password.to_string());
+        tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&phc)
+                .map(|hash| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &hash)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .map_err(|e| EstError::Internal(format!("password check failed: {e}")))
+    }
+}
+
+/// Most argon2 verifications running at once: half the cores (at least
+/// one). Each takes a core for tens of milliseconds; the other half stays
+/// free for TLS, CSR checks and signing while bad passwords pour in.
+pub fn argon2_at_once() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
+/// The answer to an unknown user and to a wrong password alike.
+pub fn wrong_credentials() -> EstError {
+    EstError::Unauthorized("unknown user or wrong password".into())
+}
+
+/// HTTP Basic credentials as sent; the password is wiped on drop.
+pub struct Credentials {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: zeroize::Zeroizing<String>,
+}
+
+impl Credentials {
+    /// Parses an `Authorization` header: `Ok(None)` when there is none.
+    pub fn from_header(header: Option<&str>) -> Result<Option<Credentials>, EstError> {
         let Some(value) = header else { return Ok(None) };
         let Some(encoded) = value
             .strip_prefix("Basic ")
@@ -143,48 +245,9 @@ impl Authenticator {
         let (user, password) = text
             .split_once(':')
             .ok_or_else(|| EstError::Unauthorized("Basic credentials need user:password".into()))?;
-        let bad = || EstError::Unauthorized("unknown user or wrong password".into());
-        let entry = self.users.get(user).ok_or_else(bad)?;
-        let key: [u8; 32] = {
-            let mut h = Sha256::new();
-            h.update(user.as_bytes());
-            h.update([0]);
-            h.update(password.as_bytes());
-            h.update([0]);
-            h.update(entry.phc.as_bytes());
-            h.finalize().into()
-        };
-        let cached = self.verified.lock().expect("auth cache").contains_key(&key);
-        if !cached {
-            let phc = entry.phc.clone();
-            let password = zeroize::Zeroizing::new(password.to_string());
-            let ok = tokio::task::spawn_blocking(move || {
-                PasswordHash::new(&phc)
-                    .map(|hash| {
-                        Argon2::default()
-                            .verify_password(password.as_bytes(), &hash)
-                            .is_ok()
-                    })
-                    .unwrap_or(false)
-            })
-            .await
-            .map_err(|e| EstError::Internal(format!("password check failed: {e}")))?;
-            if !ok {
-                return Err(bad());
-            }
-            let mut cache = self.verified.lock().expect("auth cache");
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(key, ());
-        }
-        if !entry.cas.is_empty() && !entry.cas.iter().any(|c| c == ca_id) {
-            return Err(EstError::Forbidden(format!(
-                "user {user} may not enroll with CA {ca_id}"
-            )));
-        }
-        Ok(Some(Principal::Basic {
+        Ok(Some(Credentials {
             user: user.to_string(),
+            password: zeroize::Zeroizing::new(password.to_string()),
         }))
     }
 }

@@ -29,6 +29,14 @@ pub enum EstError {
     /// Wrong Content-Type → 415.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A rate limit (`[limits]`) → 429 with `Retry-After` (seconds).
+    #[error("{what}: retry in {retry_after} s")]
+    TooManyRequests {
+        /// What was exceeded.
+        what: String,
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+    },
     /// Not implemented (fullcmc) → 501.
     #[error("{0}")]
     NotImplemented(String),
@@ -51,6 +59,7 @@ impl EstError {
             EstError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             EstError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             EstError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            EstError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             EstError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             EstError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             EstError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -78,6 +87,9 @@ impl EstError {
             }
             EstError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            EstError::TooManyRequests { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}
         }

@@ -253,11 +253,11 @@ where
             Operation::Enroll(e) => svc
                 .enroll(ca, e, &principal, &req.conn, &body)
                 .await
-                .map(|r| reply(r, &req.headers)),
+                .map(|r| with_dropped(reply(r.reply, &req.headers), &r.dropped)),
             Operation::ServerKeygen => svc
                 .serverkeygen(ca, &principal, &req.conn, &body)
                 .await
-                .map(|r| keygen_reply(&r, &req.headers)),
+                .map(|r| with_dropped(keygen_reply(&r, &req.headers), &r.dropped)),
         }
     }
     .await;
@@ -268,6 +268,18 @@ where
             e.into_response(&svc.realm)
         }
     }
+}
+
+/// `Kipuka-Policy-Dropped`: the requested names the policy left out
+/// (rewrite mode), comma-separated, each with its rule. The policy escapes
+/// every non-printable character, so the value is always a valid header.
+fn with_dropped(mut response: Response, dropped: &[String]) -> Response {
+    if !dropped.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&dropped.join(", ")) {
+            response.headers_mut().insert("kipuka-policy-dropped", v);
+        }
+    }
+    response
 }
 
 /// The two-part `multipart/mixed` answer of `/serverkeygen`.

@@ -16,14 +16,16 @@ use crate::{
     },
     config::{CaConfig, KeySpec},
     hsm::{HealthState, SessionPool},
-    store::{IssuedRecord, SharedStore, StoreError},
+    limits::{Limited, Limits},
+    policy::{ApprovedNames, NamePolicy, PolicyError},
+    store::{IssuedRecord, SharedStore, StoreError, CODE_PREFIX},
     tls::ConnInfo,
 };
 
 use super::{
     auth::{
-        client_certificate, client_certificate_der, issued_by, Authenticator, ClientIssuers,
-        NotAccepted, Principal,
+        client_certificate, client_certificate_der, issued_by, wrong_credentials, Authenticator,
+        ClientIssuers, Credentials, NotAccepted, Principal,
     },
     csrattrs::{encode_csrattrs, CsrAttrsSpec, KeyRequest},
     error::EstError,
@@ -45,6 +47,8 @@ pub struct CaEndpoint {
     /// `client_issuers`, read at start-up; None: every client certificate
     /// that passed TLS is accepted.
     pub client_issuers: Option<ClientIssuers>,
+    /// `[ca.policy]`: the names it issues.
+    pub policy: NamePolicy,
 }
 
 /// Everything the handlers need.
@@ -65,6 +69,32 @@ pub struct EstService {
     pub max_body: usize,
     /// The HSM where `/serverkeygen` makes keys (None: no HSM configured).
     pub hsm: Option<Arc<SessionPool>>,
+    /// `[limits]`.
+    pub limits: Arc<Limits>,
+}
+
+/// A successful enrollment: the answer, and the requested names the
+/// policy left out (rewrite mode), for the `Kipuka-Policy-Dropped` header.
+pub struct Enrolled {
+    /// The certs-only answer.
+    pub reply: EstReply,
+    /// `DNS:x (allow_dns)`, ...; empty when nothing was left out.
+    pub dropped: Vec<String>,
+}
+
+fn too_many(l: Limited) -> EstError {
+    EstError::TooManyRequests {
+        what: l.what,
+        retry_after: l.retry_after,
+    }
+}
+
+/// A refusal of the name policy: 403 with its message; an encoding failure: 500.
+pub(super) fn policy_error(e: PolicyError) -> EstError {
+    match e {
+        PolicyError::Refused(why) => EstError::Forbidden(why),
+        e => EstError::Internal(e.to_string()),
+    }
 }
 
 /// A successful EST answer: the media type and the DER to send (base64
@@ -148,6 +178,13 @@ impl CaEndpoint {
         let cacerts_der = certs_only(&chain).map_err(internal)?.into();
         let csrattrs_der = csrattrs_for(&config)?.map(Into::into);
         let client_issuers = ClientIssuers::for_ca(&config).map_err(internal)?;
+        let policy = NamePolicy::for_ca(&config).map_err(internal)?;
+        if !policy.is_restricted() {
+            tracing::warn!(
+                ca = %config.id,
+                "no [ca.policy]: this CA issues every name a CSR requests"
+            );
+        }
         Ok(CaEndpoint {
             config,
             issuer,
@@ -155,6 +192,7 @@ impl CaEndpoint {
             cacerts_der,
             csrattrs_der,
             client_issuers,
+            policy,
         })
     }
 
@@ -267,11 +305,28 @@ impl EstService {
         })
     }
 
-    /// Authenticates for an enrollment on `ca`: the TLS client certificate
-    /// if there is one (required for re-enrollment), else HTTP Basic. A
-    /// certificate must also be one `ca` accepts (`client_issuers`), and a
-    /// Basic user one `ca` allows (`auth.users.cas`).
+    /// Authenticates for an enrollment on `ca` ([`Self::principal`]), then
+    /// applies the enrollment rate limits (`[limits]`, HTTP 429).
     pub async fn authenticate(
+        &self,
+        ca: &CaEndpoint,
+        op: Enrollment,
+        conn: &ConnInfo,
+        authorization: Option<&str>,
+    ) -> Result<Principal, EstError> {
+        let principal = self.principal(ca, op, conn, authorization).await?;
+        self.limits
+            .enrollment(&principal.describe(), conn.remote.map(|a| a.ip()))
+            .map_err(too_many)?;
+        Ok(principal)
+    }
+
+    /// Who is asking: the TLS client certificate if there is one (required
+    /// for re-enrollment), else HTTP Basic. A certificate must also be one
+    /// `ca` accepts (`client_issuers`), and a Basic user one `ca` allows
+    /// (`auth.users.cas`). Failed passwords count against the source address
+    /// and the user name, and once those are spent no password is checked.
+    async fn principal(
         &self,
         ca: &CaEndpoint,
         op: Enrollment,
@@ -301,13 +356,69 @@ impl EstService {
             ca.accept_client_certificate(op, &cert, conn)?;
             return Ok(Principal::Certificate { cert });
         }
-        match self.auth.basic(authorization, &ca.config.id).await? {
-            Some(p) => Ok(p),
-            None => Err(EstError::Unauthorized(
+        let Some(credentials) = Credentials::from_header(authorization)? else {
+            return Err(EstError::Unauthorized(
                 "authentication required: a TLS client certificate or HTTP Basic credentials"
                     .into(),
-            )),
+            ));
+        };
+        let ip = conn.remote.map(|a| a.ip());
+        self.limits
+            .before_password(ip, &credentials.user)
+            .map_err(too_many)?;
+        let result = if credentials.user.starts_with(CODE_PREFIX) {
+            self.enrollment_code(ca, &credentials).await
+        } else {
+            self.auth.basic(&credentials, &ca.config.id).await
+        };
+        if let Err(EstError::Unauthorized(_)) = &result {
+            self.limits.password_failed(ip, &credentials.user);
         }
+        result
+    }
+
+    /// Authenticates an enrollment code (`kipuka enroll-codes`) for `ca`.
+    /// Its use is taken later, with the issuance ([`Self::issue_recorded`]).
+    async fn enrollment_code(
+        &self,
+        ca: &CaEndpoint,
+        credentials: &Credentials,
+    ) -> Result<Principal, EstError> {
+        let id = credentials.user.as_str();
+        let store = |e: StoreError| EstError::Unavailable(format!("certificate store: {e}"));
+        let code = self
+            .store
+            .enrollment_code(id)
+            .map_err(store)?
+            .ok_or_else(wrong_credentials)?;
+        if !self
+            .auth
+            .verify_hash(&code.secret_hash, &credentials.password)
+            .await?
+        {
+            return Err(wrong_credentials());
+        }
+        if let Some(why) = code.unusable(SystemTime::now()) {
+            return Err(EstError::Unauthorized(format!(
+                "enrollment code {id} is {why}"
+            )));
+        }
+        if code.ca_id != ca.config.id {
+            return Err(EstError::Forbidden(format!(
+                "enrollment code {id} enrolls at CA {}, not {}",
+                code.ca_id, ca.config.id
+            )));
+        }
+        if !ca.policy.is_restricted() {
+            return Err(EstError::Forbidden(format!(
+                "CA {} has no [ca.policy], so an enrollment code cannot be held to its name",
+                ca.config.id
+            )));
+        }
+        Ok(Principal::Code {
+            id: code.id,
+            name: code.name,
+        })
     }
 
     /// `POST /simpleenroll` and `/simplereenroll`, after authentication:
@@ -319,7 +430,7 @@ impl EstService {
         principal: &Principal,
         conn: &ConnInfo,
         body: &[u8],
-    ) -> Result<EstReply, EstError> {
+    ) -> Result<Enrolled, EstError> {
         let der =
             decode_body(body, self.max_body).map_err(|e| EstError::BadRequest(e.to_string()))?;
         // Signature checks cost up to tens of milliseconds (RSA-4096,
@@ -331,23 +442,78 @@ impl EstService {
         if ca.config.profile.require_tls_exporter {
             check_channel_binding(&csr, conn)?;
         }
-        if let (Enrollment::Re, Principal::Certificate { cert }) = (op, principal) {
-            check_same_identity(&csr, cert)?;
-        }
-        let issued = self.issue_recorded(ca, &csr, principal, op.name()).await?;
+        let renewing = match (op, principal) {
+            (Enrollment::Re, Principal::Certificate { cert }) => Some(cert.as_ref()),
+            _ => None,
+        };
+        let names = ca
+            .policy
+            .decide(&csr, &principal.requester(), renewing)
+            .map_err(policy_error)?;
+        let issued = self
+            .issue_recorded(ca, &csr, &names, principal, op.name())
+            .await?;
         let pkcs7 = certs_only(&[issued]).map_err(internal)?;
-        Ok(EstReply {
-            content_type: super::wire::CONTENT_TYPE_CERTS_ONLY,
-            der: pkcs7.into(),
+        Ok(Enrolled {
+            reply: EstReply {
+                content_type: super::wire::CONTENT_TYPE_CERTS_ONLY,
+                der: pkcs7.into(),
+            },
+            dropped: names.dropped().to_vec(),
         })
     }
 
-    /// Issues a certificate for `csr` and commits it to the store before
-    /// returning it; a serial collision (vanishingly rare) draws again.
+    /// Issues a certificate for `csr` with the policy's `names` and commits
+    /// it to the store before returning it; a serial collision (vanishingly
+    /// rare) draws again. An enrollment code's use is taken first, in the
+    /// store (atomically, across processes), and given back if the
+    /// certificate is not issued.
     pub async fn issue_recorded(
         &self,
         ca: &CaEndpoint,
         csr: &VerifiedCsr,
+        names: &ApprovedNames,
+        principal: &Principal,
+        operation: &str,
+    ) -> Result<Vec<u8>, EstError> {
+        let Principal::Code { id, .. } = principal else {
+            return self
+                .issue_and_record(ca, csr, names, principal, operation)
+                .await;
+        };
+        let code_store = |e| EstError::Unavailable(format!("certificate store: {e}"));
+        let (store, code) = (self.store.clone(), id.clone());
+        let taken = tokio::task::spawn_blocking(move || {
+            store.take_enrollment_code_use(&code, SystemTime::now())
+        })
+        .await
+        .map_err(internal)?
+        .map_err(code_store)?;
+        if !taken {
+            return Err(EstError::Forbidden(format!(
+                "enrollment code {id} is used up, expired or revoked"
+            )));
+        }
+        let issued = self
+            .issue_and_record(ca, csr, names, principal, operation)
+            .await;
+        if issued.is_err() {
+            let (store, code) = (self.store.clone(), id.clone());
+            let given =
+                tokio::task::spawn_blocking(move || store.give_back_enrollment_code_use(&code))
+                    .await;
+            if !matches!(given, Ok(Ok(()))) {
+                tracing::warn!(code = %id, "an enrollment code use could not be given back");
+            }
+        }
+        issued
+    }
+
+    async fn issue_and_record(
+        &self,
+        ca: &CaEndpoint,
+        csr: &VerifiedCsr,
+        names: &ApprovedNames,
         principal: &Principal,
         operation: &str,
     ) -> Result<Vec<u8>, EstError> {
@@ -355,7 +521,7 @@ impl EstService {
             let serial = SerialNumber20::random();
             let issued = ca
                 .issuer
-                .issue(csr, serial, SystemTime::now())
+                .issue(csr, names, serial, SystemTime::now())
                 .await
                 .map_err(|e| match e {
                     IssueError::Policy(reason) => EstError::Forbidden(reason),
@@ -441,33 +607,4 @@ fn check_channel_binding(csr: &VerifiedCsr, conn: &ConnInfo) -> Result<(), EstEr
                 .into(),
         )),
     }
-}
-
-/// RFC 7030 §4.2.2: a re-enrollment keeps the subject and subjectAltName of
-/// the certificate being renewed (the key may change).
-fn check_same_identity(csr: &VerifiedCsr, cert: &Certificate) -> Result<(), EstError> {
-    let tbs = cert.tbs_certificate();
-    if csr.subject.to_der().ok() != tbs.subject().to_der().ok() {
-        return Err(EstError::Forbidden(format!(
-            "re-enrollment must keep the subject: the certificate has {:?}, the CSR {:?}",
-            tbs.subject().to_string(),
-            csr.subject.to_string()
-        )));
-    }
-    use x509_cert::ext::pkix::SubjectAltName;
-    let mut cert_sans: Vec<Vec<u8>> = tbs
-        .get_extension::<SubjectAltName>()
-        .ok()
-        .flatten()
-        .map(|(_, san)| san.0.iter().filter_map(|g| g.to_der().ok()).collect())
-        .unwrap_or_default();
-    let mut csr_sans: Vec<Vec<u8>> = csr.sans.iter().filter_map(|g| g.to_der().ok()).collect();
-    cert_sans.sort();
-    csr_sans.sort();
-    if cert_sans != csr_sans {
-        return Err(EstError::Forbidden(
-            "re-enrollment must keep the subjectAltName of the certificate being renewed".into(),
-        ));
-    }
-    Ok(())
 }

@@ -31,6 +31,7 @@
 //! audit events. Callers must never put passwords, PINs or private keys in an
 //! [`IssuedRecord`] or an [`AuditEvent`](crate::audit::AuditEvent).
 
+mod codes;
 mod schema;
 mod sqlite;
 #[cfg(test)]
@@ -48,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::DbConfig;
 
+pub use codes::{EnrollmentCode, CODE_PREFIX};
 pub use sqlite::SqliteStore;
 
 /// Most rows written in one transaction by the group-commit writer.
@@ -235,6 +237,26 @@ pub trait CertificateStore: Send + Sync + 'static {
     /// Writes what is queued, then stops accepting writes (they fail with
     /// [`StoreError::Closed`]). Reads keep working. Idempotent.
     fn close(&self) -> BoxFuture<'_, ()>;
+
+    /// Records a new enrollment code (blocking; `kipuka enroll-codes create`).
+    fn create_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError>;
+
+    /// The enrollment code `id`.
+    fn enrollment_code(&self, id: &str) -> Result<Option<EnrollmentCode>, StoreError>;
+
+    /// Every enrollment code, oldest first.
+    fn enrollment_codes(&self) -> Result<Vec<EnrollmentCode>, StoreError>;
+
+    /// Revokes the code `id`: false if there is none.
+    fn revoke_enrollment_code(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Takes one use of the code `id` if it is usable at `now` (not revoked,
+    /// not expired, a use left), atomically across connections and
+    /// processes: true if a use was taken. Blocking, a few milliseconds.
+    fn take_enrollment_code_use(&self, id: &str, now: SystemTime) -> Result<bool, StoreError>;
+
+    /// Gives back a use taken for an issuance that then failed.
+    fn give_back_enrollment_code_use(&self, id: &str) -> Result<(), StoreError>;
 }
 
 /// A shared store, as the server holds it.

@@ -1,11 +1,17 @@
 //! The SQLite schema and its migrations.
 //!
 //! `schema_version` holds one row per applied migration. On open, every
-//! migration newer than the database's version is applied, together with its
-//! `schema_version` row, in one transaction: a crash leaves the old schema or
-//! the new one, never half of it. A database newer than
-//! this build is refused rather than written with an older idea of the schema.
-//! Migrations are append-only: never edit one that has shipped.
+//! migration the database has not applied yet is applied, in version order,
+//! together with its `schema_version` row, in one transaction: a crash leaves
+//! the old schema or the new one, never half of it. A database that has
+//! applied a version this build does not know is refused rather than written
+//! with an older idea of the schema. Migrations are append-only: never edit
+//! one that has shipped.
+//!
+//! Version numbers are assigned per feature in advance (3: revocation, 4:
+//! enrollment codes), so a build may lack one in the middle: the set of
+//! applied versions, not the highest one, decides what is still to apply, and
+//! a database that skipped a version gets it when a build that has it opens it.
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -48,6 +54,22 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE issued_certificates ADD COLUMN ski_hex TEXT;
          CREATE INDEX issued_certificates_ski ON issued_certificates (ski_hex);",
     ),
+    // 3 is revocation (issue 14), on its own branch.
+    (
+        4,
+        // One-time enrollment codes: only the argon2 hash of the secret is kept.
+        "CREATE TABLE enrollment_codes (
+         id          TEXT    PRIMARY KEY,  -- the Basic user name, code-<hex>
+         ca_id       TEXT    NOT NULL,
+         name        TEXT    NOT NULL,     -- the policy's {user}
+         secret_hash TEXT    NOT NULL,     -- argon2id PHC string
+         uses        INTEGER NOT NULL,
+         uses_left   INTEGER NOT NULL,
+         expires_at  INTEGER NOT NULL,     -- Unix seconds
+         revoked     INTEGER NOT NULL DEFAULT 0,
+         created_at  INTEGER NOT NULL      -- Unix seconds
+     );",
+    ),
 ];
 
 /// The newest schema version this build knows.
@@ -88,16 +110,23 @@ pub(crate) fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreErro
          );",
     )
     .map_err(db)?;
-    let found = current(&tx).map_err(db)?;
-    if found > latest() {
+    let applied: std::collections::BTreeSet<i64> = tx
+        .prepare("SELECT version FROM schema_version")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(db)?;
+    if let Some(unknown) = applied
+        .iter()
+        .rev()
+        .find(|v| !MIGRATIONS.iter().any(|(m, _)| m == *v))
+    {
         return Err(StoreError::SchemaTooNew {
             path: path.to_string(),
-            found,
+            found: *unknown,
             supported: latest(),
         });
     }
     let now = super::unix_millis(std::time::SystemTime::now());
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
         tx.execute_batch(sql).map_err(db)?;
         tx.execute(
             "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
@@ -106,7 +135,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreErro
         .map_err(db)?;
         tracing::info!(database = %path, version, "store schema migrated");
     }
-    if found < 2 {
+    if !applied.contains(&2) {
         backfill_ski(&tx).map_err(db)?;
     }
     tx.commit().map_err(db)

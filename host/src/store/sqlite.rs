@@ -25,8 +25,10 @@ use rusqlite::{ffi, Connection, OpenFlags, OptionalExtension, TransactionBehavio
 use tokio::sync::oneshot;
 
 use super::{
-    check_serial, from_unix_millis, from_unix_secs, schema, unix_millis, unix_secs, BoxFuture,
-    CertificateStore, DbLocation, IssuedRecord, StoreError, StoredEvent, MAX_BATCH,
+    check_serial,
+    codes::{self, EnrollmentCode},
+    from_unix_millis, from_unix_secs, schema, unix_millis, unix_secs, BoxFuture, CertificateStore,
+    DbLocation, IssuedRecord, StoreError, StoredEvent, MAX_BATCH,
 };
 use crate::{audit::AuditEvent, config::DbConfig};
 
@@ -106,6 +108,9 @@ pub struct SqliteStore {
     writer: Option<JoinHandle<()>>,
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicUsize,
+    /// Enrollment-code writes (small, immediate, outside group commit): a
+    /// connection of its own on a file, the only one in memory.
+    codes: Arc<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -177,6 +182,18 @@ impl SqliteStore {
             }
             DbLocation::Memory => vec![writer_conn.clone()],
         };
+        let codes = match &location {
+            DbLocation::File(path) => {
+                let c = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(open_err)?;
+                c.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+                Arc::new(Mutex::new(c))
+            }
+            DbLocation::Memory => writer_conn.clone(),
+        };
 
         let (jobs, rx) = mpsc::channel();
         let thread_name = name.clone();
@@ -200,6 +217,7 @@ impl SqliteStore {
             writer: Some(writer),
             readers,
             next_reader: AtomicUsize::new(0),
+            codes,
         })
     }
 
@@ -251,6 +269,10 @@ impl SqliteStore {
             // A dropped ack: the writer stopped before writing the row.
             answer?.await.unwrap_or(Err(StoreError::Closed))
         })
+    }
+
+    fn codes_conn(&self) -> MutexGuard<'_, Connection> {
+        self.codes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A free read connection, else the next one in turn.
@@ -417,6 +439,30 @@ impl CertificateStore for SqliteStore {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(SqliteStore::close(self))
+    }
+
+    fn create_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError> {
+        codes::insert(&self.codes_conn(), code)
+    }
+
+    fn enrollment_code(&self, id: &str) -> Result<Option<EnrollmentCode>, StoreError> {
+        codes::find(&self.reader(), id)
+    }
+
+    fn enrollment_codes(&self) -> Result<Vec<EnrollmentCode>, StoreError> {
+        codes::list(&self.reader())
+    }
+
+    fn revoke_enrollment_code(&self, id: &str) -> Result<bool, StoreError> {
+        codes::revoke(&self.codes_conn(), id)
+    }
+
+    fn take_enrollment_code_use(&self, id: &str, now: SystemTime) -> Result<bool, StoreError> {
+        codes::take_use(&self.codes_conn(), id, now)
+    }
+
+    fn give_back_enrollment_code_use(&self, id: &str) -> Result<(), StoreError> {
+        codes::give_back(&self.codes_conn(), id)
     }
 }
 

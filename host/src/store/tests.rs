@@ -1,4 +1,4 @@
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
 use crate::audit::{AuditEvent, Auditor};
@@ -333,4 +333,59 @@ fn health_changes_from_a_plain_thread_are_stored() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].data["to"], "unavailable");
     assert_eq!(events[0].data["token"], "kipuka-ca");
+}
+
+#[test]
+fn an_enrollment_code_gives_exactly_its_uses_and_gets_failed_ones_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/codes.db", dir.path().display());
+    let store = SqliteStore::open(&config(&url)).unwrap();
+    let now = SystemTime::now();
+    let code = EnrollmentCode {
+        id: "code-00".into(),
+        ca_id: "dev".into(),
+        name: "device-1".into(),
+        secret_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        uses: 2,
+        uses_left: 2,
+        expires_at: now + Duration::from_secs(60),
+        revoked: false,
+        created_at: now,
+    };
+    store.create_enrollment_code(&code).unwrap();
+    // A second store on the same file: another process.
+    let other = SqliteStore::open(&config(&url)).unwrap();
+    let taken: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let st = if i % 2 == 0 { &store } else { &other };
+                s.spawn(move || st.take_enrollment_code_use("code-00", now).unwrap())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum()
+    });
+    assert_eq!(taken, 2);
+    let found = store.enrollment_code("code-00").unwrap().unwrap();
+    assert_eq!(found.unusable(now), Some("used up"));
+    store.give_back_enrollment_code_use("code-00").unwrap();
+    assert!(other.take_enrollment_code_use("code-00", now).unwrap());
+    // Never more than its uses, even given back too often.
+    for _ in 0..5 {
+        store.give_back_enrollment_code_use("code-00").unwrap();
+    }
+    assert_eq!(
+        store.enrollment_code("code-00").unwrap().unwrap().uses_left,
+        2
+    );
+    // Expired and revoked codes give nothing.
+    assert!(!store
+        .take_enrollment_code_use("code-00", now + Duration::from_secs(61))
+        .unwrap());
+    assert!(store.revoke_enrollment_code("code-00").unwrap());
+    assert!(!store.take_enrollment_code_use("code-00", now).unwrap());
+    assert!(!store.revoke_enrollment_code("code-missing").unwrap());
+    assert_eq!(store.enrollment_codes().unwrap().len(), 1);
 }

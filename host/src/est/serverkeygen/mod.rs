@@ -61,6 +61,8 @@ pub struct KeygenReply {
     pub cert_content_type: &'static str,
     /// The certificate part: certs-only PKCS#7, as `/simpleenroll` answers.
     pub cert_der: Vec<u8>,
+    /// The requested names the policy left out (rewrite mode).
+    pub dropped: Vec<String>,
 }
 
 /// How the key travels to this client.
@@ -273,6 +275,11 @@ impl EstService {
             .map_err(|e| internal(format!("CSR check failed: {e}")))?
             .map_err(|e| bad(format!("CSR: {e}")))?;
         let protection = parse_keygen_attributes(&csr.der).map_err(bad)?;
+        // Names first: a refused request costs no key generation.
+        let names = ca
+            .policy
+            .decide(&csr, &principal.requester(), None)
+            .map_err(super::service::policy_error)?;
         let spec = key_pair_spec(&csr.key)?;
         let delivery = self.delivery(ca, protection, conn).await?;
 
@@ -319,13 +326,14 @@ impl EstService {
         let mut issued_for = csr;
         issued_for.spki_der = spki_der;
         let cert = self
-            .issue_recorded(ca, &issued_for, principal, "serverkeygen")
+            .issue_recorded(ca, &issued_for, &names, principal, "serverkeygen")
             .await?;
         Ok(KeygenReply {
             key_content_type,
             key_der,
             cert_content_type: CONTENT_TYPE_CERTS_ONLY,
             cert_der: certs_only(&[cert]).map_err(internal)?,
+            dropped: names.dropped().to_vec(),
         })
     }
 
