@@ -11,5 +11,6 @@ pub mod crypto;
 pub mod est;
 pub mod hsm;
 pub mod plugins;
+pub mod revocation;
 pub mod store;
 pub mod tls;
