@@ -134,7 +134,8 @@ pub fn ca_key_identifier(cert: &Certificate) -> Vec<u8> {
     }
 }
 
-fn extension<T: AssociatedOid + Encode>(value: &T, critical: bool) -> der::Result<Extension> {
+/// `value` as the extension `T::OID`.
+pub fn extension<T: AssociatedOid + Encode>(value: &T, critical: bool) -> der::Result<Extension> {
     Ok(Extension {
         extn_id: T::OID,
         critical,

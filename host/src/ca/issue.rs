@@ -279,6 +279,17 @@ impl Issuer {
         &self.chain
     }
 
+    /// The CA certificate's subject: the issuer of what this CA signs.
+    pub fn name(&self) -> &Name {
+        &self.ca_name
+    }
+
+    /// The CA's key identifier (its subjectKeyIdentifier), for
+    /// authorityKeyIdentifier.
+    pub fn key_identifier(&self) -> &[u8] {
+        &self.ca_key_id
+    }
+
     /// The AlgorithmIdentifier of the certificates this CA signs.
     pub fn signature_algorithm(&self) -> AlgorithmIdentifierOwned {
         self.algorithm_id.clone()

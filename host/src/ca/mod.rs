@@ -2,6 +2,7 @@
 
 pub mod algorithms;
 pub mod chain;
+pub mod crl;
 pub mod csr;
 pub mod extensions;
 pub mod issue;

@@ -145,6 +145,10 @@ async fn run(config: Config) -> Result<(), String> {
         max_body: config.server.max_body_bytes,
         hsm: Some(engine.pool().clone()),
     });
+    // Every CA's first CRL is signed before the server says it listens.
+    let mut crl_retry = std::collections::HashMap::new();
+    crate::est::status::refresh_crls(&service, &mut crl_retry).await;
+    let crl_task = crate::est::status::spawn_crl_refresh(service.clone());
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
@@ -179,6 +183,7 @@ async fn run(config: Config) -> Result<(), String> {
     )
     .await;
     health_task.abort();
+    crl_task.abort();
     let reason = reason.lock().expect("reason").clone();
     auditor.emit(AuditEvent::ServerStopped { reason }).await;
     store.close().await;

@@ -18,6 +18,7 @@
 mod env;
 mod error;
 mod keyspec;
+mod revocation;
 mod validate;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, Origin};
 pub use keyspec::{KeySpec, KeySpecError};
+pub use revocation::CrlConfig;
 pub use validate::{EXTENDED_KEY_USAGES, KEY_USAGES};
 
 use env::EnvSource;
@@ -296,6 +298,9 @@ pub struct CaConfig {
     /// `/serverkeygen` (RFC 7030 §4.4): keys generated in the HSM for clients.
     #[serde(default)]
     pub serverkeygen: ServerKeygenConfig,
+    /// `[ca.crl]`: the CRL this CA publishes at `/crl/<label>.crl`.
+    #[serde(default)]
+    pub crl: CrlConfig,
 }
 
 /// `[ca.serverkeygen]`: how this CA delivers keys it generates.

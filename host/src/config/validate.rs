@@ -312,6 +312,7 @@ fn check_ca(ca: &CaConfig, at: &str) -> Result<(), ConfigError> {
             .map_err(|e| invalid(at, format!("profile.allowed_keys: {e}")))?;
     }
     check_client_issuers(ca, at)?;
+    ca.crl.check(at)?;
     check_serverkeygen(ca, at)
 }
 

@@ -7,4 +7,5 @@ pub mod routes;
 pub mod server;
 pub mod serverkeygen;
 pub mod service;
+pub mod status;
 pub mod wire;

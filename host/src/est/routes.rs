@@ -1,5 +1,5 @@
 //! HTTP: the paths under `/.well-known/est[/<label>]/`, `/healthz`,
-//! `/readyz`, mapped onto [`EstService`]. Every answer, good or bad, is
+//! `/readyz` and `/crl/` (`super::status`), mapped onto [`EstService`]. Every answer, good or bad, is
 //! built here; errors become `text/plain` bodies with the right status.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
@@ -380,6 +380,8 @@ pub fn routes(
     est.or(healthz)
         .unify()
         .or(readyz)
+        .unify()
+        .or(super::status::crl_routes(svc))
         .unify()
         .or(fallback)
         .unify()

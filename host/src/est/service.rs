@@ -16,6 +16,7 @@ use crate::{
     },
     config::{CaConfig, KeySpec},
     hsm::{HealthState, SessionPool},
+    revocation::crl::CrlSlot,
     store::{IssuedRecord, SharedStore, StoreError},
     tls::ConnInfo,
 };
@@ -45,6 +46,8 @@ pub struct CaEndpoint {
     /// `client_issuers`, read at start-up; None: every client certificate
     /// that passed TLS is accepted.
     pub client_issuers: Option<ClientIssuers>,
+    /// Its newest signed CRL (`super::status` keeps it fresh).
+    pub crl: CrlSlot,
 }
 
 /// Everything the handlers need.
@@ -155,6 +158,7 @@ impl CaEndpoint {
             cacerts_der,
             csrattrs_der,
             client_issuers,
+            crl: CrlSlot::default(),
         })
     }
 
@@ -181,9 +185,7 @@ impl CaEndpoint {
         let Some(issuers) = &self.client_issuers else {
             return Ok(());
         };
-        let der = client_certificate_der(conn).ok_or_else(|| {
-            EstError::Internal("the client certificate's DER is gone from the connection".into())
-        })?;
+        let der = peer_der(conn)?;
         let refusal = match issuers.issuer_of(cert, der) {
             Ok(_) => return Ok(()),
             Err(refusal) => refusal,
@@ -202,6 +204,13 @@ impl CaEndpoint {
             self.config.id
         )))
     }
+}
+
+/// The DER of the client certificate `client_certificate` parsed.
+fn peer_der(conn: &ConnInfo) -> Result<&[u8], EstError> {
+    client_certificate_der(conn).ok_or_else(|| {
+        EstError::Internal("the client certificate's DER is gone from the connection".into())
+    })
 }
 
 /// The enrollment operations.
@@ -279,6 +288,9 @@ impl EstService {
         authorization: Option<&str>,
     ) -> Result<Principal, EstError> {
         let cert = client_certificate(conn)?;
+        if let Some(cert) = &cert {
+            self.refuse_revoked(cert, conn)?;
+        }
         if op == Enrollment::Re {
             let cert = cert.ok_or_else(|| {
                 EstError::Unauthorized(
@@ -307,6 +319,19 @@ impl EstService {
                 "authentication required: a TLS client certificate or HTTP Basic credentials"
                     .into(),
             )),
+        }
+    }
+
+    /// 403 for a revoked client certificate: the store decides, so a
+    /// revocation made by `kipuka certs revoke` a moment ago counts.
+    fn refuse_revoked(&self, cert: &Certificate, conn: &ConnInfo) -> Result<(), EstError> {
+        let der = peer_der(conn)?;
+        match crate::revocation::refusal(&*self.store, cert, der) {
+            Ok(None) => Ok(()),
+            Ok(Some(why)) => Err(EstError::Forbidden(why)),
+            Err(e) => Err(EstError::Unavailable(format!(
+                "certificate store (revocation check): {e}"
+            ))),
         }
     }
 

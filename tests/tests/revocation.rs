@@ -1,0 +1,388 @@
+//! Revocation end to end: `kipuka certs revoke` while `kipuka serve` runs,
+//! then the OpenSSL command line checks the CRL the server publishes at
+//! `/crl/<label>.crl` (`openssl crl -CAfile`, `openssl verify -crl_check`)
+//! for the RSA-PSS, ECDSA and ML-DSA CAs on SoftHSM2 and Kryoptic, and the
+//! revoked certificate is refused at /simplereenroll.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+    time::{Duration, Instant},
+};
+
+use kipuka_tests::{
+    est_server::{openssl, run, EstServer},
+    tokens::TokenKind,
+};
+
+const PKCS10: &str = "Content-Type: application/pkcs10";
+
+fn key_args(label: &str) -> Vec<&'static str> {
+    match label {
+        "rsa" => vec!["-newkey", "rsa:2048"],
+        "mldsa" => vec!["-newkey", "ML-DSA-65"],
+        _ => vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Enrolls `/CN=<name>` at `label` with Basic; `(cert PEM, key)`.
+fn enroll(s: &EstServer, label: &str, name: &str) -> (PathBuf, PathBuf) {
+    let (csr, key) = s.csr(name, &key_args(label), &format!("/CN={name}"), None);
+    let answer = s.post_csr_basic(Some(label), "simpleenroll", &csr);
+    assert_eq!(answer.status, 200, "{label} {name}: {}", answer.text());
+    (s.pkcs7_to_pem(&answer, name), key)
+}
+
+/// `serial=...` as `openssl x509 -serial` prints it: what an operator pastes.
+fn openssl_serial(cert: &Path) -> String {
+    let out = run(openssl()
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(cert));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `kipuka certs ARGS --config ...`.
+fn certs(s: &EstServer, args: &[&str]) -> Output {
+    s.kipuka()
+        .arg("certs")
+        .args(args)
+        .arg("--config")
+        .arg(&s.config)
+        .output()
+        .unwrap()
+}
+
+/// The CRL of `label` fetched with curl, as PEM (converted by OpenSSL).
+fn fetch_crl(s: &EstServer, label: &str, name: &str) -> PathBuf {
+    let answer = s.curl(&[&format!("{}/crl/{label}.crl", s.base)]);
+    assert_eq!(answer.status, 200, "{label}: {}", answer.text());
+    assert_eq!(answer.header("content-type"), Some("application/pkix-crl"));
+    let der = s.dir.join(format!("{name}.crl.der"));
+    std::fs::write(&der, &answer.body).unwrap();
+    let pem = s.dir.join(format!("{name}.crl.pem"));
+    run(openssl()
+        .args(["crl", "-inform", "DER", "-in"])
+        .arg(&der)
+        .arg("-out")
+        .arg(&pem));
+    pem
+}
+
+/// `openssl crl -CAfile ca -text`: checks the signature; the text.
+fn crl_text(ca: &Path, crl: &Path) -> String {
+    let out = openssl()
+        .args(["crl", "-noout", "-text", "-CAfile"])
+        .arg(ca)
+        .arg("-in")
+        .arg(crl)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(
+        out.status.success() && t.contains("verify OK"),
+        "openssl crl -CAfile refused the CRL:\n{t}"
+    );
+    t
+}
+
+fn crl_number(text: &str) -> u64 {
+    let mut lines = text.lines();
+    lines
+        .by_ref()
+        .find(|l| l.contains("X509v3 CRL Number"))
+        .and_then(|_| lines.next())
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no CRL Number in:\n{text}"))
+}
+
+/// `openssl verify -crl_check` of `leaf` against `ca` and `crl`.
+fn verify_with_crl(ca: &Path, crl: &Path, leaf: &Path) -> Result<(), String> {
+    let out = openssl()
+        .args(["verify", "-crl_check", "-CAfile"])
+        .arg(ca)
+        .arg("-CRLfile")
+        .arg(crl)
+        .arg(leaf)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(text(&out))
+    }
+}
+
+/// Polls the CRL of `label` until it lists `hex_serial` (or no longer does,
+/// when `listed` is false); the time it took since `since`.
+fn wait_for_crl(
+    s: &EstServer,
+    ca: &Path,
+    label: &str,
+    hex_serial: &str,
+    listed: bool,
+    since: Instant,
+) -> (PathBuf, String, Duration) {
+    for attempt in 0.. {
+        let pem = fetch_crl(
+            s,
+            label,
+            &format!("{label}-{hex_serial}-{listed}-{attempt}"),
+        );
+        let t = crl_text(ca, &pem);
+        if t.contains(hex_serial) == listed {
+            return (pem, t, since.elapsed());
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "{label}: the CRL did not change within 5 s:\n{t}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unreachable!()
+}
+
+/// /simplereenroll with `cert` and its `key` for TLS, a new key in the CSR,
+/// the same subject `/CN=<name>`.
+fn reenroll(s: &EstServer, label: &str, cert: &Path, key: &Path, name: &str) -> (u16, String) {
+    let file = format!("{name}-renewal");
+    let (csr, _) = s.csr(&file, &key_args(label), &format!("/CN={name}"), None);
+    let answer = s.curl(&[
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "-H",
+        PKCS10,
+        "--data-binary",
+        &format!("@{}", csr.display()),
+        &s.url(Some(label), "simplereenroll"),
+    ]);
+    (answer.status, answer.text())
+}
+
+fn revoke_and_check(kind: TokenKind, s: &EstServer, label: &str) {
+    let ca = s.pkcs7_to_pem(
+        &s.curl(&[&s.url(Some(label), "cacerts")]),
+        &format!("{label}-ca"),
+    );
+    let (revoked, revoked_key) = enroll(s, label, &format!("{label}-lost"));
+    let (kept, _) = enroll(s, label, &format!("{label}-kept"));
+
+    let before = fetch_crl(s, label, &format!("{label}-before"));
+    let before_text = crl_text(&ca, &before);
+    assert!(
+        before_text.contains("No Revoked Certificates"),
+        "{before_text}"
+    );
+    verify_with_crl(&ca, &before, &revoked).unwrap();
+
+    let serial = openssl_serial(&revoked);
+    let hex = serial.trim_start_matches("serial=").to_string();
+    let out = certs(
+        s,
+        &[
+            "revoke",
+            &serial,
+            "--reason",
+            "keyCompromise",
+            "--invalidity-date",
+            "2026-01-02T03:04:05Z",
+        ],
+    );
+    assert!(out.status.success(), "{kind} {label}: {}", text(&out));
+    let revoked_at = Instant::now();
+
+    let (after, after_text, took) = wait_for_crl(s, &ca, label, &hex, true, revoked_at);
+    assert!(
+        took <= Duration::from_secs(1),
+        "{kind} {label}: the server took {took:?} to publish the revocation"
+    );
+    assert!(after_text.contains("Key Compromise"), "{after_text}");
+    assert!(after_text.contains("Invalidity Date"), "{after_text}");
+    assert!(
+        after_text.contains("Jan  2 03:04:05 2026 GMT"),
+        "{after_text}"
+    );
+    assert!(
+        after_text.contains("X509v3 Authority Key Identifier"),
+        "{after_text}"
+    );
+    assert!(crl_number(&after_text) > crl_number(&before_text));
+    let e = verify_with_crl(&ca, &after, &revoked).unwrap_err();
+    assert!(e.contains("certificate revoked"), "{kind} {label}: {e}");
+    verify_with_crl(&ca, &after, &kept).unwrap_or_else(|e| panic!("{kind} {label}: {e}"));
+
+    // Twice is a clear error; the CLI sees the state.
+    let again = certs(
+        s,
+        &["revoke", &hex.to_lowercase(), "--reason", "superseded"],
+    );
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already revoked"), "{}", text(&again));
+    let shown = certs(s, &["show", &hex, "--json"]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["status"], "revoked");
+    assert_eq!(shown["revocation"]["reason"], "keyCompromise");
+
+    // ML-DSA client certificates cannot do TLS with this server (rustls'
+    // ring provider has no ML-DSA); the EC and RSA ones can.
+    if label != "mldsa" {
+        let (status, body) = reenroll(s, label, &revoked, &revoked_key, &format!("{label}-lost"));
+        assert_eq!(status, 403, "{kind} {label}: {body}");
+        assert!(body.contains("revoked (keyCompromise)"), "{body}");
+    }
+}
+
+#[test]
+fn cli_revocations_reach_the_crl_of_every_ca_and_block_reenrollment() {
+    for kind in TokenKind::ALL {
+        let s = EstServer::start(kind);
+        for label in ["ec", "rsa", "mldsa"] {
+            revoke_and_check(kind, &s, label);
+        }
+    }
+}
+
+#[test]
+fn holds_lift_numbers_survive_restarts_and_bad_requests_get_precise_errors() {
+    let mut s = EstServer::start(TokenKind::SoftHsm2);
+    let ca = s.pkcs7_to_pem(&s.curl(&[&s.url(Some("ec"), "cacerts")]), "ec-ca");
+    let (cert, key) = enroll(&s, "ec", "held");
+    let hex = openssl_serial(&cert)
+        .trim_start_matches("serial=")
+        .to_string();
+    // With colons, as some tools print serials.
+    let colons: Vec<String> = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let out = certs(
+        &s,
+        &["revoke", &colons.join(":"), "--reason", "certificateHold"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (held, t, _) = wait_for_crl(&s, &ca, "ec", &hex, true, Instant::now());
+    assert!(t.contains("Certificate Hold"), "{t}");
+    assert!(verify_with_crl(&ca, &held, &cert).is_err());
+    let (status, body) = reenroll(&s, "ec", &cert, &key, "held");
+    assert_eq!(status, 403, "{body}");
+
+    let listed = certs(&s, &["list", "--status", "revoked", "--json"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["serial"], hex.to_lowercase());
+    let table = certs(&s, &["list", "--ca", "ec"]);
+    assert!(text(&table).contains("revoked"), "{}", text(&table));
+
+    let out = certs(&s, &["unhold", &hex]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (lifted, t, _) = wait_for_crl(&s, &ca, "ec", &hex, false, Instant::now());
+    verify_with_crl(&ca, &lifted, &cert).unwrap();
+    let number = crl_number(&t);
+    let (status, body) = reenroll(&s, "ec", &cert, &key, "held");
+    assert_eq!(status, 200, "{body}");
+
+    // Clear errors, non-zero exits.
+    for (args, want) in [
+        (vec!["unhold", hex.as_str()], "not on hold"),
+        (
+            vec!["revoke", "7f00ff", "--reason", "keyCompromise"],
+            "no certificate with serial 7f00ff",
+        ),
+        (
+            vec!["revoke", hex.as_str(), "--reason", "stolen"],
+            "unknown revocation reason",
+        ),
+        (
+            vec!["revoke", "xyz", "--reason", "superseded"],
+            "is not a certificate serial",
+        ),
+        (
+            vec![
+                "revoke",
+                hex.as_str(),
+                "--reason",
+                "superseded",
+                "--at",
+                "2999-01-01T00:00:00Z",
+            ],
+            "in the future",
+        ),
+        (
+            vec!["list", "--status", "lost"],
+            "use valid, revoked or expired",
+        ),
+        (vec!["list", "--ca", "nope"], "no [[ca]] with id \"nope\""),
+    ] {
+        let out = certs(&s, &args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(text(&out).contains(want), "{args:?}: {}", text(&out));
+    }
+    let pem = certs(&s, &["show", &hex, "--pem"]);
+    assert!(pem.status.success());
+    let pem_file = s.dir.join("shown.pem");
+    std::fs::write(&pem_file, &pem.stdout).unwrap();
+    s.verify(&ca, &pem_file).unwrap();
+
+    // The audit log has each change, with who made it.
+    {
+        use kipuka::store::CertificateStore;
+        let store = kipuka::store::SqliteStore::open(&kipuka::config::DbConfig {
+            url: format!("sqlite://{}", s.dir.join("kipuka.db").display()),
+            ..Default::default()
+        })
+        .unwrap();
+        let revoked = store.events(Some("CertificateRevoked"), 10).unwrap();
+        assert_eq!(revoked.len(), 1, "{revoked:?}");
+        assert_eq!(revoked[0].data["reason"], "certificateHold");
+        assert!(revoked[0].data["by"].as_str().unwrap().starts_with("cli:"));
+        assert_eq!(
+            store.events(Some("CertificateUnheld"), 10).unwrap().len(),
+            1
+        );
+    }
+
+    // HTTP: precise errors, never a panic.
+    for (args, status, want) in [
+        (
+            vec![format!("{}/crl/nope.crl", s.base)],
+            404,
+            "no CA labelled \"nope\"",
+        ),
+        (
+            vec![format!("{}/crl/ec", s.base)],
+            404,
+            "/crl/<ca-label>.crl",
+        ),
+        (
+            vec!["-X".into(), "POST".into(), format!("{}/crl/ec.crl", s.base)],
+            405,
+            "takes GET",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let a = s.curl(&args);
+        assert_eq!(a.status, status, "{args:?}: {}", a.text());
+        assert!(a.text().contains(want), "{args:?}: {}", a.text());
+    }
+    // By id as well as by label.
+    fetch_crl(&s, "rsa", "rsa-by-id");
+
+    // A restart keeps cRLNumber growing.
+    s.stop();
+    s.launch();
+    let after_restart = fetch_crl(&s, "ec", "ec-restarted");
+    let t = crl_text(&ca, &after_restart);
+    assert!(crl_number(&t) > number, "{number} then {t}");
+}
