@@ -149,6 +149,65 @@ fn wait_for_crl(
     unreachable!()
 }
 
+/// `openssl ocsp -issuer ca -CAfile ca -url .../ocsp/<label>` for `certs`
+/// (and `serials`, hex), with `extra` options; (succeeded, output).
+fn ocsp(
+    s: &EstServer,
+    label: &str,
+    ca: &Path,
+    certs: &[&Path],
+    serials: &[&str],
+    extra: &[&str],
+) -> (bool, String) {
+    let mut cmd = openssl();
+    cmd.args(["ocsp", "-issuer"])
+        .arg(ca)
+        .arg("-CAfile")
+        .arg(ca)
+        .args(["-url", &format!("{}/ocsp/{label}", s.base)]);
+    for c in certs {
+        cmd.arg("-cert").arg(c);
+    }
+    for serial in serials {
+        cmd.args(["-serial", &format!("0x{serial}")]);
+    }
+    let out = cmd.args(extra).output().unwrap();
+    (out.status.success(), text(&out))
+}
+
+/// The status line OpenSSL prints for `name` (a -cert path or `0x<serial>`).
+fn ocsp_status<'a>(output: &'a str, name: &str) -> &'a str {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no status for {name} in:\n{output}"))
+        .trim()
+}
+
+/// The OCSP status of `cert` without nonce, until it reads `want`; the time
+/// it took since `since`.
+fn wait_for_ocsp(
+    s: &EstServer,
+    label: &str,
+    ca: &Path,
+    cert: &Path,
+    want: &str,
+    since: Instant,
+) -> Duration {
+    loop {
+        let (ok, out) = ocsp(s, label, ca, &[cert], &[], &["-no_nonce"]);
+        assert!(ok && out.contains("Response verify OK"), "{label}: {out}");
+        if ocsp_status(&out, cert.to_str().unwrap()) == want {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "{label}: OCSP still says {out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// /simplereenroll with `cert` and its `key` for TLS, a new key in the CSR,
 /// the same subject `/CN=<name>`.
 fn reenroll(s: &EstServer, label: &str, cert: &Path, key: &Path, name: &str) -> (u16, String) {
@@ -186,6 +245,8 @@ fn revoke_and_check(kind: TokenKind, s: &EstServer, label: &str) {
 
     let serial = openssl_serial(&revoked);
     let hex = serial.trim_start_matches("serial=").to_string();
+    // OCSP before: good, and the answer without nonce is cached.
+    wait_for_ocsp(s, label, &ca, &revoked, "good", Instant::now());
     let out = certs(
         s,
         &[
@@ -219,6 +280,28 @@ fn revoke_and_check(kind: TokenKind, s: &EstServer, label: &str) {
     let e = verify_with_crl(&ca, &after, &revoked).unwrap_err();
     assert!(e.contains("certificate revoked"), "{kind} {label}: {e}");
     verify_with_crl(&ca, &after, &kept).unwrap_or_else(|e| panic!("{kind} {label}: {e}"));
+
+    // OCSP: the cached "good" gave way to "revoked" (the store's generation).
+    let took = wait_for_ocsp(s, label, &ca, &revoked, "revoked", revoked_at);
+    assert!(
+        took <= Duration::from_secs(2),
+        "{kind} {label}: OCSP took {took:?}"
+    );
+    // With a nonce (OpenSSL checks it is echoed), several certificates and an unknown serial.
+    let (ok, out) = ocsp(s, label, &ca, &[&revoked, &kept], &["7F00FF"], &[]);
+    assert!(
+        ok && out.contains("Response verify OK"),
+        "{kind} {label}: {out}"
+    );
+    assert!(!out.contains("WARNING: no nonce"), "{out}");
+    assert_eq!(
+        ocsp_status(&out, revoked.to_str().unwrap()),
+        "revoked",
+        "{out}"
+    );
+    assert!(out.contains("Reason: keyCompromise"), "{out}");
+    assert_eq!(ocsp_status(&out, kept.to_str().unwrap()), "good", "{out}");
+    assert_eq!(ocsp_status(&out, "0x7F00FF"), "unknown", "{out}");
 
     // Twice is a clear error; the CLI sees the state.
     let again = certs(
@@ -385,4 +468,137 @@ fn holds_lift_numbers_survive_restarts_and_bad_requests_get_precise_errors() {
     let after_restart = fetch_crl(&s, "ec", "ec-restarted");
     let t = crl_text(&ca, &after_restart);
     assert!(crl_number(&t) > number, "{number} then {t}");
+}
+
+#[test]
+fn ocsp_get_is_cached_with_rfc5019_headers_and_bad_requests_get_precise_errors() {
+    let s = EstServer::start(TokenKind::SoftHsm2);
+    let ca = s.pkcs7_to_pem(&s.curl(&[&s.url(Some("ec"), "cacerts")]), "ec-ca");
+    let (cert, _) = enroll(&s, "ec", "ocsp-dev");
+    let (other_ca_cert, _) = enroll(&s, "rsa", "ocsp-rsa-dev");
+    let rsa_ca = s.pkcs7_to_pem(&s.curl(&[&s.url(Some("rsa"), "cacerts")]), "rsa-ca");
+
+    // Without nonce: the same signed bytes twice (cached, no HSM operation).
+    let (r1, r2) = (s.dir.join("r1.der"), s.dir.join("r2.der"));
+    for r in [&r1, &r2] {
+        let (ok, out) = ocsp(
+            &s,
+            "ec",
+            &ca,
+            &[&cert],
+            &[],
+            &["-no_nonce", "-respout", r.to_str().unwrap()],
+        );
+        assert!(ok && out.contains("Response verify OK"), "{out}");
+        assert_eq!(ocsp_status(&out, cert.to_str().unwrap()), "good");
+    }
+    assert_eq!(std::fs::read(&r1).unwrap(), std::fs::read(&r2).unwrap());
+
+    // GET with the request in base64, standard and URL-safe.
+    let req = s.dir.join("req.der");
+    let (ok, out) = ocsp(
+        &s,
+        "ec",
+        &ca,
+        &[&cert],
+        &[],
+        &[
+            "-no_nonce",
+            "-reqout",
+            req.to_str().unwrap(),
+            "-respout",
+            "/dev/null",
+        ],
+    );
+    assert!(ok, "{out}");
+    use base64ct::{Base64, Base64UrlUnpadded, Encoding};
+    let der = std::fs::read(&req).unwrap();
+    let std_b64 = Base64::encode_string(&der)
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    for encoded in [std_b64, Base64UrlUnpadded::encode_string(&der)] {
+        let a = s.curl(&[&format!("{}/ocsp/ec/{encoded}", s.base)]);
+        assert_eq!(a.status, 200, "{}", a.text());
+        assert_eq!(a.header("content-type"), Some("application/ocsp-response"));
+        let cc = a.header("cache-control").unwrap_or_default().to_string();
+        assert!(
+            cc.contains("max-age=") && cc.contains("public") && cc.contains("no-transform"),
+            "{cc}"
+        );
+        assert!(a.header("expires").is_some() && a.header("last-modified").is_some());
+        assert!(a.header("etag").is_some());
+        let resp = s.dir.join("get.der");
+        std::fs::write(&resp, &a.body).unwrap();
+        let out = openssl()
+            .args(["ocsp", "-no_nonce", "-issuer"])
+            .arg(&ca)
+            .arg("-CAfile")
+            .arg(&ca)
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-respin")
+            .arg(&resp)
+            .output()
+            .unwrap();
+        let t = text(&out);
+        assert!(
+            out.status.success() && t.contains("Response verify OK"),
+            "{t}"
+        );
+        assert!(t.contains(": good"), "{t}");
+    }
+
+    // Another CA's certificate: unauthorized (OCSPResponseStatus 6).
+    let (_, out) = ocsp(&s, "ec", &rsa_ca, &[&other_ca_cert], &[], &["-no_nonce"]);
+    assert!(out.contains("unauthorized"), "{out}");
+
+    let post = |content_type: &str, body: &Path| {
+        s.curl(&[
+            "-H",
+            &format!("Content-Type: {content_type}"),
+            "--data-binary",
+            &format!("@{}", body.display()),
+            &format!("{}/ocsp/ec", s.base),
+        ])
+    };
+    let junk = s.dir.join("junk.der");
+    std::fs::write(&junk, b"\x30\x03junk").unwrap();
+    let a = post("application/ocsp-request", &junk);
+    assert_eq!(
+        (a.status, a.body.as_slice()),
+        (200, &[0x30, 0x03, 0x0a, 0x01, 0x01][..]),
+        "malformedRequest"
+    );
+    let a = post("application/octet-stream", &req);
+    assert_eq!(a.status, 415, "{}", a.text());
+    assert!(
+        a.text().contains("application/ocsp-request"),
+        "{}",
+        a.text()
+    );
+    let big = s.dir.join("big.der");
+    std::fs::write(&big, vec![0x30; 20_000]).unwrap();
+    let a = post("application/ocsp-request", &big);
+    assert_eq!(a.status, 413, "{}", a.text());
+    for (url, status, want) in [
+        (
+            format!("{}/ocsp/nope", s.base),
+            404,
+            "no CA labelled \"nope\"",
+        ),
+        (
+            format!("{}/ocsp/ec/%%%not-base64", s.base),
+            400,
+            "percent escape",
+        ),
+        (format!("{}/ocsp/ec/not*base64", s.base), 400, "not base64"),
+        (format!("{}/ocsp/ec", s.base), 400, "the request is missing"),
+    ] {
+        let a = s.curl(&[&url]);
+        assert_eq!(a.status, status, "{url}: {}", a.text());
+        assert!(a.text().contains(want), "{url}: {}", a.text());
+    }
+    let a = s.curl(&["-X", "DELETE", &format!("{}/ocsp/ec", s.base)]);
+    assert_eq!(a.status, 405, "{}", a.text());
 }

@@ -80,7 +80,9 @@ fn raw_extension(oid: der::asn1::ObjectIdentifier, value: &impl Encode) -> der::
     })
 }
 
-fn reason(code: u8) -> Option<CrlReason> {
+/// The CRLReason of a stored code; None for 0 (unspecified), which is
+/// left out rather than written.
+pub(crate) fn reason(code: u8) -> Option<CrlReason> {
     Some(match code {
         1 => CrlReason::KeyCompromise,
         2 => CrlReason::CaCompromise,

@@ -6,4 +6,5 @@ pub mod crl;
 pub mod csr;
 pub mod extensions;
 pub mod issue;
+pub mod ocsp;
 pub mod selfsign;

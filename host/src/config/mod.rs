@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, Origin};
 pub use keyspec::{KeySpec, KeySpecError};
-pub use revocation::CrlConfig;
+pub use revocation::{CrlConfig, OcspConfig};
 pub use validate::{EXTENDED_KEY_USAGES, KEY_USAGES};
 
 use env::EnvSource;
@@ -301,6 +301,9 @@ pub struct CaConfig {
     /// `[ca.crl]`: the CRL this CA publishes at `/crl/<label>.crl`.
     #[serde(default)]
     pub crl: CrlConfig,
+    /// `[ca.ocsp]`: its OCSP responder at `/ocsp/<label>`.
+    #[serde(default)]
+    pub ocsp: OcspConfig,
 }
 
 /// `[ca.serverkeygen]`: how this CA delivers keys it generates.

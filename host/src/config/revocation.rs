@@ -68,3 +68,35 @@ impl CrlConfig {
         Ok(())
     }
 }
+
+/// `[ca.ocsp]`: this CA's OCSP responder (`/ocsp/<label>`), which signs
+/// with the CA key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OcspConfig {
+    /// nextUpdate = thisUpdate + this; cached responses (requests without
+    /// nonce) are re-signed after half of it. Default 3600.
+    pub max_age_seconds: u32,
+}
+
+impl Default for OcspConfig {
+    fn default() -> Self {
+        OcspConfig {
+            max_age_seconds: 3600,
+        }
+    }
+}
+
+impl OcspConfig {
+    /// `max_age_seconds` as a duration.
+    pub fn max_age(&self) -> Duration {
+        Duration::from_secs(u64::from(self.max_age_seconds))
+    }
+
+    pub(crate) fn check(&self, at: &str) -> Result<(), ConfigError> {
+        if self.max_age_seconds < 60 {
+            return Err(invalid(at, "ocsp.max_age_seconds must be at least 60"));
+        }
+        Ok(())
+    }
+}

@@ -313,6 +313,7 @@ fn check_ca(ca: &CaConfig, at: &str) -> Result<(), ConfigError> {
     }
     check_client_issuers(ca, at)?;
     ca.crl.check(at)?;
+    ca.ocsp.check(at)?;
     check_serverkeygen(ca, at)
 }
 

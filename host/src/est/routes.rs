@@ -93,7 +93,11 @@ fn parse_tail(tail: &str) -> Result<(Option<&str>, &str), EstError> {
     }
 }
 
-async fn read_body<S>(mut body: S, limit: usize, timeout: Duration) -> Result<Bytes, EstError>
+pub(super) async fn read_body<S>(
+    mut body: S,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, EstError>
 where
     S: futures_util::Stream<Item = Result<Bytes, warp::Error>> + Unpin,
 {
@@ -323,7 +327,9 @@ fn readiness(svc: &EstService) -> Response {
 }
 
 /// warp's body stream yields some `impl Buf`; the handlers want `Bytes`.
-fn into_bytes<S, B>(body: S) -> impl futures_util::Stream<Item = Result<Bytes, warp::Error>>
+pub(super) fn into_bytes<S, B>(
+    body: S,
+) -> impl futures_util::Stream<Item = Result<Bytes, warp::Error>>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: bytes::Buf,
@@ -381,7 +387,9 @@ pub fn routes(
         .unify()
         .or(readyz)
         .unify()
-        .or(super::status::crl_routes(svc))
+        .or(super::status::crl_routes(svc.clone()))
+        .unify()
+        .or(super::status::ocsp_routes(svc, timeout))
         .unify()
         .or(fallback)
         .unify()

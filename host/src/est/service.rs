@@ -16,7 +16,7 @@ use crate::{
     },
     config::{CaConfig, KeySpec},
     hsm::{HealthState, SessionPool},
-    revocation::crl::CrlSlot,
+    revocation::{crl::CrlSlot, ocsp::OcspCache},
     store::{IssuedRecord, SharedStore, StoreError},
     tls::ConnInfo,
 };
@@ -48,6 +48,8 @@ pub struct CaEndpoint {
     pub client_issuers: Option<ClientIssuers>,
     /// Its newest signed CRL (`super::status` keeps it fresh).
     pub crl: CrlSlot,
+    /// Its signed OCSP responses to requests without nonce.
+    pub ocsp: OcspCache,
 }
 
 /// Everything the handlers need.
@@ -159,6 +161,7 @@ impl CaEndpoint {
             csrattrs_der,
             client_issuers,
             crl: CrlSlot::default(),
+            ocsp: OcspCache::default(),
         })
     }
 

@@ -7,6 +7,7 @@
 //! Status publishing: [`crl`] (CRLs).
 
 pub mod crl;
+pub mod ocsp;
 
 use std::time::SystemTime;
 
