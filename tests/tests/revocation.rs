@@ -6,7 +6,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Output,
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
@@ -601,4 +601,123 @@ fn ocsp_get_is_cached_with_rfc5019_headers_and_bad_requests_get_precise_errors()
     }
     let a = s.curl(&["-X", "DELETE", &format!("{}/ocsp/ec", s.base)]);
     assert_eq!(a.status, 405, "{}", a.text());
+}
+
+/// A free loopback port (bound, then released for the server to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn certificates_name_the_plain_http_crl_and_ocsp_urls_and_openssl_follows_them() {
+    let port = free_port();
+    let http = format!("http://127.0.0.1:{port}");
+    let block = format!(
+        r#"[[ca]]
+id = "pub"
+cert = "{{dir}}/ca/pub.pem"
+key = "pkcs11:token={{label}};object=ec-ca-key"
+[ca.profile]
+allowed_keys = ["ec:P-256"]
+crl_urls = ["{http}/crl/pub.crl"]
+ocsp_urls = ["{http}/ocsp/pub"]
+ca_issuers_urls = ["{http}/ca/pub.pem"]
+"#
+    );
+    let s = EstServer::start_custom(
+        TokenKind::SoftHsm2,
+        &format!("http_listen = \"127.0.0.1:{port}\""),
+        Some(("pub", &block)),
+    );
+    let ca = s.pkcs7_to_pem(&s.curl(&[&s.url(Some("pub"), "cacerts")]), "pub-ca");
+    let (cert, _) = enroll(&s, "pub", "published");
+    let (kept, _) = enroll(&s, "pub", "published-kept");
+    let out = run(openssl()
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&cert));
+    let t = text(&out);
+    assert!(t.contains(&format!("URI:{http}/crl/pub.crl")), "{t}");
+    assert!(t.contains(&format!("OCSP - URI:{http}/ocsp/pub")), "{t}");
+    assert!(
+        t.contains(&format!("CA Issuers - URI:{http}/ca/pub.pem")),
+        "{t}"
+    );
+    let ocsp_uri = run(openssl()
+        .args(["x509", "-noout", "-ocsp_uri", "-in"])
+        .arg(&cert));
+    let ocsp_uri = String::from_utf8_lossy(&ocsp_uri.stdout).trim().to_string();
+    assert_eq!(ocsp_uri, format!("{http}/ocsp/pub"));
+
+    let hex = openssl_serial(&cert)
+        .trim_start_matches("serial=")
+        .to_string();
+    let out = certs(&s, &["revoke", &hex, "--reason", "cessationOfOperation"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let since = Instant::now();
+
+    // OCSP at the URL the certificate names, over plain HTTP.
+    loop {
+        let out = openssl()
+            .args(["ocsp", "-issuer"])
+            .arg(&ca)
+            .arg("-CAfile")
+            .arg(&ca)
+            .arg("-cert")
+            .arg(&cert)
+            .args(["-url", &ocsp_uri])
+            .output()
+            .unwrap();
+        let t = text(&out);
+        assert!(
+            out.status.success() && t.contains("Response verify OK"),
+            "{t}"
+        );
+        if ocsp_status(&t, cert.to_str().unwrap()) == "revoked" {
+            assert!(t.contains("Reason: cessationOfOperation"), "{t}");
+            break;
+        }
+        assert!(since.elapsed() < Duration::from_secs(5), "{t}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The CRL from the distribution point, over plain HTTP (re-signed
+    // within the server's poll of the store).
+    let crl_der = s.dir.join("cdp.crl.der");
+    let crl_pem = s.dir.join("cdp.crl.pem");
+    loop {
+        run(Command::new("curl")
+            .args(["-sSf", "-o"])
+            .arg(&crl_der)
+            .arg(format!("{http}/crl/pub.crl")));
+        run(openssl()
+            .args(["crl", "-inform", "DER", "-in"])
+            .arg(&crl_der)
+            .arg("-out")
+            .arg(&crl_pem));
+        match verify_with_crl(&ca, &crl_pem, &cert) {
+            Err(e) => {
+                assert!(e.contains("certificate revoked"), "{e}");
+                break;
+            }
+            Ok(()) => assert!(
+                since.elapsed() < Duration::from_secs(5),
+                "the CRL at the distribution point still passes the revoked certificate"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    verify_with_crl(&ca, &crl_pem, &kept).unwrap();
+
+    // The plain listener never serves EST.
+    let out = run(Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{http}/.well-known/est/pub/cacerts")));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+    let out = run(Command::new("curl")
+        .args(["-sSf"])
+        .arg(format!("{http}/healthz")));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
 }

@@ -414,6 +414,8 @@ tls_cert = "{d}/server.pem"
 tls_key = "{d}/server.key"
 # A client certificate from the demo TLS CA authenticates /simpleenroll.
 client_ca = ["{d}/tls-ca.pem"]
+# CRLs and OCSP for relying parties, over plain HTTP (never EST).
+http_listen = "127.0.0.1:{hp}"
 
 [plugins]
 # SoftHSM2 is described by the out-of-tree example plugin.
@@ -436,6 +438,8 @@ key = "pkcs11:token={TOKEN_LABEL};object=ec-ca-key"
 [ca.profile]
 key_usage = ["digitalSignature"]
 allowed_keys = ["ec:P-256", "ec:P-384"]
+crl_urls = ["http://127.0.0.1:{hp}/crl/ec.crl"]
+ocsp_urls = ["http://127.0.0.1:{hp}/ocsp/ec"]
 # /serverkeygen: keys made in the token, delivered encrypted under the
 # pre-shared AES-256 key "demo-kek" (value in kek.hex). SoftHSM2 2.6 has no
 # RSA-OAEP with SHA-256 and no X9.63 KDF, so certificate recipients are refused.
@@ -452,6 +456,8 @@ key = "pkcs11:token={TOKEN_LABEL};object=rsa-ca-key"
 rsa_scheme = "pss"
 [ca.profile]
 allowed_keys = ["rsa:2048", "rsa:3072", "rsa:4096"]
+crl_urls = ["http://127.0.0.1:{hp}/crl/rsa.crl"]
+ocsp_urls = ["http://127.0.0.1:{hp}/ocsp/rsa"]
 
 [[ca]]
 id = "mldsa"
@@ -462,6 +468,8 @@ software_key = "{d}/ca-mldsa-key.p8"
 software_key_passphrase_env = "{PASSPHRASE_ENV}"
 [ca.profile]
 allowed_keys = ["ml-dsa-44", "ml-dsa-65", "ml-dsa-87"]
+crl_urls = ["http://127.0.0.1:{hp}/crl/mldsa.crl"]
+ocsp_urls = ["http://127.0.0.1:{hp}/ocsp/mldsa"]
 
 [db]
 url = "sqlite://{d}/kipuka.db"
@@ -475,6 +483,7 @@ level = "info"
 "#,
             nimbus = nimbus.display(),
             conf = self.softhsm_conf().display(),
+            hp = status_port(port),
         );
         std::fs::write(self.config(), text)
             .with_context(|| format!("cannot write {}", self.config().display()))
@@ -506,6 +515,7 @@ level = "info"
     }
 
     fn print_instructions(&self, port: u16, root: &Path) {
+        let hp = status_port(port);
         let shown = self
             .dir
             .strip_prefix(root)
@@ -524,6 +534,13 @@ SoftHSM2 token {TOKEN_LABEL}; files in {dir}. In a second shell, from the reposi
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key -subj /CN=device1 -outform DER | openssl base64 > device.csr
   curl --cacert tls-ca.pem -u "$(cat basic-auth.txt)" -H 'Content-Type: application/pkcs10' --data-binary @device.csr {url}/simpleenroll | openssl base64 -d | openssl pkcs7 -inform DER -print_certs > device.pem
   openssl verify -CAfile ca-ec.pem device.pem
+  # revoking it: OCSP at the URL device.pem names (plain HTTP, port {hp}), the CLI, the CRL
+  openssl ocsp -issuer ca-ec.pem -CAfile ca-ec.pem -cert device.pem -url "$(openssl x509 -in device.pem -noout -ocsp_uri)"
+  {kipuka} certs revoke "$(openssl x509 -in device.pem -noout -serial)" --reason keyCompromise --config kipuka.toml
+  {kipuka} certs list --status revoked --config kipuka.toml
+  openssl ocsp -issuer ca-ec.pem -CAfile ca-ec.pem -cert device.pem -url "$(openssl x509 -in device.pem -noout -ocsp_uri)" -no_nonce
+  curl -s http://127.0.0.1:{hp}/crl/ec.crl | openssl crl -inform DER -out ec.crl.pem
+  openssl verify -crl_check -CAfile ca-ec.pem -CRLfile ec.crl.pem device.pem || echo "device.pem is revoked"
   # the same with TLS client authentication: client.pem (from tls-ca.pem, listed in
   # [server] client_ca) authenticates simpleenroll; simplereenroll needs a certificate
   # issued by the EST CA itself (e.g. --cert device.pem --key device.key)
@@ -556,4 +573,9 @@ Starting kipuka serve on 127.0.0.1:{port}; Ctrl-C stops it. Next runs reuse ever
         );
         let _ = std::io::stdout().flush();
     }
+}
+
+/// The plain-HTTP status port (CRLs, OCSP): the TLS port + 1.
+fn status_port(port: u16) -> u16 {
+    port.wrapping_add(1)
 }

@@ -172,6 +172,8 @@ struct Profile {
     extended_key_usage: Vec<der::asn1::ObjectIdentifier>,
     allowed_keys: Vec<KeySpec>,
     san_policy: SanPolicy,
+    /// cRLDistributionPoints and authorityInfoAccess, when URLs are configured.
+    status_extensions: Vec<Extension>,
 }
 
 /// A CA ready to issue: its signer, certificate chain and profile.
@@ -253,6 +255,14 @@ impl Issuer {
                 .allowed_key_specs()
                 .map_err(|e| config(format!("profile.allowed_keys: {e}")))?,
             san_policy: p.san_policy,
+            status_extensions: [
+                extensions::crl_distribution_points(&p.crl_urls),
+                extensions::authority_info_access(&p.ocsp_urls, &p.ca_issuers_urls),
+            ]
+            .into_iter()
+            .filter_map(Result::transpose)
+            .collect::<Result<_, _>>()
+            .map_err(|e| config(format!("profile URLs: {e}")))?,
         };
         Ok(Issuer {
             ca_id: ca.id.clone(),
@@ -397,6 +407,7 @@ impl Issuer {
                 .map_err(encoding)?,
         );
         exts.push(extensions::authority_key_identifier(&self.ca_key_id).map_err(encoding)?);
+        exts.extend(self.profile.status_extensions.iter().cloned());
         if !sans.is_empty() {
             exts.push(
                 extensions::subject_alt_name(&sans, csr.subject.is_empty()).map_err(encoding)?,

@@ -153,6 +153,28 @@ async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
     let listen = listener.local_addr().map_err(|e| e.to_string())?;
+    let timeout = Duration::from_secs(config.server.request_timeout_secs);
+    let (status_stop, status_stopped) = tokio::sync::oneshot::channel::<()>();
+    let status_task = match config.server.http_listen {
+        Some(addr) => {
+            let plain = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (server.http_listen): {e}"))?;
+            let plain_addr = plain.local_addr().map_err(|e| e.to_string())?;
+            println!("kipuka status listening on http://{plain_addr}");
+            Some(tokio::spawn(crate::est::plain_http::serve_plain(
+                plain,
+                crate::est::plain_http::status_routes(service.clone(), timeout),
+                config.server.max_connections,
+                Duration::from_secs(10),
+                Duration::from_secs(config.server.shutdown_grace_secs),
+                async {
+                    let _ = status_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
     auditor
         .emit(AuditEvent::ServerStarted {
             listen,
@@ -169,7 +191,6 @@ async fn run(config: Config) -> Result<(), String> {
         shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
         max_connections: config.server.max_connections,
     };
-    let timeout = Duration::from_secs(config.server.request_timeout_secs);
     let reason = Arc::new(std::sync::Mutex::new(String::new()));
     let reason_set = reason.clone();
     serve(
@@ -184,6 +205,10 @@ async fn run(config: Config) -> Result<(), String> {
     .await;
     health_task.abort();
     crl_task.abort();
+    let _ = status_stop.send(());
+    if let Some(task) = status_task {
+        let _ = task.await;
+    }
     let reason = reason.lock().expect("reason").clone();
     auditor.emit(AuditEvent::ServerStopped { reason }).await;
     store.close().await;

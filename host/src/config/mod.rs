@@ -70,6 +70,11 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address and port to listen on. Default `127.0.0.1:8443`.
     pub listen: SocketAddr,
+    /// A plain-HTTP listener for relying parties (RFC 5280 §4.2.1.13:
+    /// CRLs and OCSP are fetched over HTTP), e.g. `"127.0.0.1:8080"`. It
+    /// serves only `/crl/*`, `/ocsp/*` and `/healthz`, never EST. Default:
+    /// none (CRLs and OCSP are served on the TLS listener anyway).
+    pub http_listen: Option<SocketAddr>,
     /// Server certificate chain (PEM). Must be set together with `tls_key`.
     pub tls_cert: Option<PathBuf>,
     /// Server private key (PEM). Must be set together with `tls_cert`.
@@ -100,6 +105,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8443)),
+            http_listen: None,
             tls_cert: None,
             tls_key: None,
             client_ca: Vec::new(),
@@ -443,6 +449,15 @@ pub struct ProfileConfig {
     /// Require the CSR to carry the TLS exporter value (channel binding,
     /// RFC 7030 §3.5), proving it was made for this TLS session.
     pub require_tls_exporter: bool,
+    /// `http://` URLs written into issued certificates as CRL Distribution
+    /// Points, e.g. `["http://ca.example:8080/crl/ec.crl"]`. Default none.
+    pub crl_urls: Vec<String>,
+    /// OCSP responder URLs for Authority Information Access, e.g.
+    /// `["http://ca.example:8080/ocsp/ec"]`. Default none.
+    pub ocsp_urls: Vec<String>,
+    /// URLs of the CA certificate for Authority Information Access
+    /// (caIssuers). Default none.
+    pub ca_issuers_urls: Vec<String>,
 }
 
 impl Default for ProfileConfig {
@@ -465,6 +480,9 @@ impl Default for ProfileConfig {
             ]),
             san_policy: SanPolicy::CopyFromCsr,
             require_tls_exporter: false,
+            crl_urls: Vec::new(),
+            ocsp_urls: Vec::new(),
+            ca_issuers_urls: Vec::new(),
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod csrattrs;
 pub mod error;
+pub mod plain_http;
 pub mod routes;
 pub mod server;
 pub mod serverkeygen;
