@@ -62,8 +62,13 @@ fn certs(s: &EstServer, args: &[&str]) -> Output {
 
 /// The CRL of `label` fetched with curl, as PEM (converted by OpenSSL).
 fn fetch_crl(s: &EstServer, label: &str, name: &str) -> PathBuf {
-    let answer = s.curl(&[&format!("{}/crl/{label}.crl", s.base)]);
-    assert_eq!(answer.status, 200, "{label}: {}", answer.text());
+    fetch_crl_at(s, &format!("{}/crl/{label}.crl", s.base), name)
+}
+
+/// The CRL at `url` (https on the server's TLS CA, or plain http), as PEM.
+fn fetch_crl_at(s: &EstServer, url: &str, name: &str) -> PathBuf {
+    let answer = s.curl(&[url]);
+    assert_eq!(answer.status, 200, "{url}: {}", answer.text());
     assert_eq!(answer.header("content-type"), Some("application/pkix-crl"));
     let der = s.dir.join(format!("{name}.crl.der"));
     std::fs::write(&der, &answer.body).unwrap();
@@ -685,22 +690,18 @@ ca_issuers_urls = ["{http}/ca/pub.pem"]
     }
     // The CRL from the distribution point, over plain HTTP (re-signed
     // within the server's poll of the store).
-    let crl_der = s.dir.join("cdp.crl.der");
-    let crl_pem = s.dir.join("cdp.crl.pem");
-    loop {
-        run(Command::new("curl")
-            .args(["-sSf", "-o"])
-            .arg(&crl_der)
-            .arg(format!("{http}/crl/pub.crl")));
-        run(openssl()
-            .args(["crl", "-inform", "DER", "-in"])
-            .arg(&crl_der)
-            .arg("-out")
-            .arg(&crl_pem));
+    let mut attempt = 0;
+    let crl_pem = loop {
+        attempt += 1;
+        let crl_pem = fetch_crl_at(
+            &s,
+            &format!("{http}/crl/pub.crl"),
+            &format!("cdp-{attempt}"),
+        );
         match verify_with_crl(&ca, &crl_pem, &cert) {
             Err(e) => {
                 assert!(e.contains("certificate revoked"), "{e}");
-                break;
+                break crl_pem;
             }
             Ok(()) => assert!(
                 since.elapsed() < Duration::from_secs(5),
@@ -708,7 +709,7 @@ ca_issuers_urls = ["{http}/ca/pub.pem"]
             ),
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
     verify_with_crl(&ca, &crl_pem, &kept).unwrap();
 
     // The plain listener never serves EST.
