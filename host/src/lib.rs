@@ -13,5 +13,6 @@ pub mod hsm;
 pub mod limits;
 pub mod plugins;
 pub mod policy;
+pub mod revocation;
 pub mod store;
 pub mod tls;

@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         Command::EnrollCodes(cli::EnrollCodesCommand::Revoke { config, user }) => {
             cli::codes::revoke(&config, &user)
         }
+        Command::Certs(c) => certs(&c),
         Command::Plugins(PluginsCommand::List { plugin_dirs, json }) => {
             cli::plugins::list(&plugin_dirs, json)
         }
@@ -81,6 +82,57 @@ fn main() -> ExitCode {
             json,
         }) => cli::plugins::inspect(&target, &plugin_dirs, json),
     }
+}
+
+fn certs(c: &cli::CertsCommand) -> ExitCode {
+    use cli::{certs::CertsAction as A, CertsCommand as C};
+    let (config, action) = match c {
+        C::List {
+            config,
+            ca,
+            status,
+            subject,
+            json,
+        } => (
+            config,
+            A::List {
+                ca: ca.as_deref(),
+                status: status.as_deref(),
+                subject: subject.as_deref(),
+                json: *json,
+            },
+        ),
+        C::Show {
+            serial,
+            config,
+            json,
+            pem,
+        } => (
+            config,
+            A::Show {
+                serial,
+                json: *json,
+                pem: *pem,
+            },
+        ),
+        C::Revoke {
+            serial,
+            config,
+            reason,
+            at,
+            invalidity_date,
+        } => (
+            config,
+            A::Revoke {
+                serial,
+                reason,
+                at: at.as_deref(),
+                invalidity_date: invalidity_date.as_deref(),
+            },
+        ),
+        C::Unhold { serial, config } => (config, A::Unhold { serial }),
+    };
+    cli::certs::certs(config, &action)
 }
 
 /// Logs to stderr; `KIPUKA_LOG` (an env-filter) sets the level, warn by default

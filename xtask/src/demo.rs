@@ -412,6 +412,8 @@ tls_cert = "{d}/server.pem"
 tls_key = "{d}/server.key"
 # A client certificate from the demo TLS CA authenticates /simpleenroll.
 client_ca = ["{d}/tls-ca.pem"]
+# CRLs and OCSP for relying parties, over plain HTTP (never EST).
+http_listen = "127.0.0.1:{hp}"
 
 [plugins]
 # SoftHSM2 is described by the out-of-tree example plugin.
@@ -434,6 +436,8 @@ key = "pkcs11:token={TOKEN_LABEL};object=ec-ca-key"
 [ca.profile]
 key_usage = ["digitalSignature"]
 allowed_keys = ["ec:P-256", "ec:P-384"]
+crl_urls = ["http://127.0.0.1:{hp}/crl/ec.crl"]
+ocsp_urls = ["http://127.0.0.1:{hp}/ocsp/ec"]
 # The names this CA issues: single-label device names as the CN (device-42:
 # letters, digits and dashes, no dots) or the Basic user's own name, and DNS
 # names below devices.kipuka.test. Anything else is refused with 403 naming
@@ -458,6 +462,8 @@ key = "pkcs11:token={TOKEN_LABEL};object=rsa-ca-key"
 rsa_scheme = "pss"
 [ca.profile]
 allowed_keys = ["rsa:2048", "rsa:3072", "rsa:4096"]
+crl_urls = ["http://127.0.0.1:{hp}/crl/rsa.crl"]
+ocsp_urls = ["http://127.0.0.1:{hp}/ocsp/rsa"]
 [ca.policy]
 allow_cn = ["*", "{{user}}"]
 allow_dns = [".devices.kipuka.test"]
@@ -471,6 +477,8 @@ software_key = "{d}/ca-mldsa-key.p8"
 software_key_passphrase_file = "{d}/mldsa-passphrase"
 [ca.profile]
 allowed_keys = ["ml-dsa-44", "ml-dsa-65", "ml-dsa-87"]
+crl_urls = ["http://127.0.0.1:{hp}/crl/mldsa.crl"]
+ocsp_urls = ["http://127.0.0.1:{hp}/ocsp/mldsa"]
 
 [db]
 url = "sqlite://{d}/kipuka.db"
@@ -490,6 +498,7 @@ level = "info"
 "#,
             nimbus = nimbus.display(),
             conf = self.softhsm_conf().display(),
+            hp = status_port(port),
         );
         std::fs::write(self.config(), text)
             .with_context(|| format!("cannot write {}", self.config().display()))
@@ -519,6 +528,7 @@ level = "info"
     }
 
     fn print_instructions(&self, port: u16, root: &Path) {
+        let hp = status_port(port);
         let shown = self
             .dir
             .strip_prefix(root)
@@ -543,6 +553,13 @@ SoftHSM2 token {TOKEN_LABEL}; files in {dir}. In a second shell, from the reposi
   curl --cacert tls-ca.pem -u "$(cat basic-auth.txt)" -H 'Content-Type: application/pkcs10' --data-binary @device42.csr {url}/simpleenroll | openssl base64 -d | openssl pkcs7 -inform DER -print_certs | openssl x509 -noout -subject -ext subjectAltName
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout bank.key -subj /CN=www.bank.example -addext 'subjectAltName=DNS:www.bank.example,DNS:*.example.com' -outform DER | openssl base64 > bank.csr
   curl --cacert tls-ca.pem -u "$(cat basic-auth.txt)" -H 'Content-Type: application/pkcs10' --data-binary @bank.csr -w ' (HTTP %{{http_code}})\n' {url}/simpleenroll
+  # revoking it: OCSP at the URL device.pem names (plain HTTP, port {hp}), the CLI, the CRL
+  openssl ocsp -issuer ca-ec.pem -CAfile ca-ec.pem -cert device.pem -url "$(openssl x509 -in device.pem -noout -ocsp_uri)"
+  {kipuka} certs revoke "$(openssl x509 -in device.pem -noout -serial)" --reason keyCompromise --config kipuka.toml
+  {kipuka} certs list --status revoked --config kipuka.toml
+  openssl ocsp -issuer ca-ec.pem -CAfile ca-ec.pem -cert device.pem -url "$(openssl x509 -in device.pem -noout -ocsp_uri)" -no_nonce
+  curl -s http://127.0.0.1:{hp}/crl/ec.crl | openssl crl -inform DER -out ec.crl.pem
+  openssl verify -crl_check -CAfile ca-ec.pem -CRLfile ec.crl.pem device.pem || echo "device.pem is revoked"
   # the same with TLS client authentication: client.pem (from tls-ca.pem, listed in
   # [server] client_ca) authenticates simpleenroll; simplereenroll needs a certificate
   # issued by the EST CA itself (e.g. --cert device.pem --key device.key)
@@ -575,4 +592,9 @@ Starting kipuka serve on 127.0.0.1:{port}; Ctrl-C stops it. Next runs reuse ever
         );
         let _ = std::io::stdout().flush();
     }
+}
+
+/// The plain-HTTP status port (CRLs, OCSP): the TLS port + 1.
+fn status_port(port: u16) -> u16 {
+    port.wrapping_add(1)
 }

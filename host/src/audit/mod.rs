@@ -77,6 +77,30 @@ pub enum AuditEvent {
         /// Why (wrong ABI, not a plugin, duplicate name, ...).
         reason: String,
     },
+    /// A certificate was revoked (`kipuka certs revoke`).
+    CertificateRevoked {
+        /// The `[[ca]]` id that issued it.
+        ca_id: String,
+        /// Serial, lowercase hex.
+        serial_hex: String,
+        /// The RFC 5280 reason name (`keyCompromise`, ...).
+        reason: String,
+        /// The revocation time recorded.
+        revoked_at: SystemTime,
+        /// The invalidity date given, if any.
+        invalidity_date: Option<SystemTime>,
+        /// Who did it: `cli:<user>`.
+        by: String,
+    },
+    /// A `certificateHold` was lifted (`kipuka certs unhold`).
+    CertificateUnheld {
+        /// The `[[ca]]` id that issued it.
+        ca_id: String,
+        /// Serial, lowercase hex.
+        serial_hex: String,
+        /// Who did it: `cli:<user>`.
+        by: String,
+    },
     /// The server is listening.
     ServerStarted {
         /// The listening socket.
@@ -93,7 +117,8 @@ pub enum AuditEvent {
 
 impl AuditEvent {
     /// The variant's name: `CertificateIssued`, `EnrollmentRejected`,
-    /// `CaHealthChange`, `PluginLoaded`, `PluginRefused`, `ServerStarted`,
+    /// `CaHealthChange`, `PluginLoaded`, `PluginRefused`, `CertificateRevoked`,
+    /// `CertificateUnheld`, `ServerStarted`,
     /// `ServerStopped`. Stored as the event's kind.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -102,6 +127,8 @@ impl AuditEvent {
             AuditEvent::CaHealthChange(_) => "CaHealthChange",
             AuditEvent::PluginLoaded { .. } => "PluginLoaded",
             AuditEvent::PluginRefused { .. } => "PluginRefused",
+            AuditEvent::CertificateRevoked { .. } => "CertificateRevoked",
+            AuditEvent::CertificateUnheld { .. } => "CertificateUnheld",
             AuditEvent::ServerStarted { .. } => "ServerStarted",
             AuditEvent::ServerStopped { .. } => "ServerStopped",
         }
@@ -110,7 +137,9 @@ impl AuditEvent {
     /// The CA the event is about, if any (stored in its own, indexed column).
     pub fn ca_id(&self) -> Option<&str> {
         match self {
-            AuditEvent::CertificateIssued { ca_id, .. } => Some(ca_id),
+            AuditEvent::CertificateIssued { ca_id, .. }
+            | AuditEvent::CertificateRevoked { ca_id, .. }
+            | AuditEvent::CertificateUnheld { ca_id, .. } => Some(ca_id),
             AuditEvent::EnrollmentRejected { ca_id, .. } => ca_id.as_deref(),
             _ => None,
         }
@@ -165,6 +194,23 @@ impl AuditEvent {
             AuditEvent::PluginRefused { path, reason } => json!({
                 "path": path.display().to_string(), "reason": reason,
             }),
+            AuditEvent::CertificateRevoked {
+                ca_id,
+                serial_hex,
+                reason,
+                revoked_at,
+                invalidity_date,
+                by,
+            } => json!({
+                "ca_id": ca_id, "serial_hex": serial_hex, "reason": reason,
+                "revoked_at": rfc3339(*revoked_at),
+                "invalidity_date": invalidity_date.map(rfc3339), "by": by,
+            }),
+            AuditEvent::CertificateUnheld {
+                ca_id,
+                serial_hex,
+                by,
+            } => json!({ "ca_id": ca_id, "serial_hex": serial_hex, "by": by }),
             AuditEvent::ServerStarted { listen, cas } => json!({
                 "listen": listen.to_string(), "cas": cas,
             }),
@@ -183,6 +229,8 @@ impl AuditEvent {
             AuditEvent::CaHealthChange(_) => "CA health changed",
             AuditEvent::PluginLoaded { .. } => "plugin loaded",
             AuditEvent::PluginRefused { .. } => "plugin refused",
+            AuditEvent::CertificateRevoked { .. } => "certificate revoked",
+            AuditEvent::CertificateUnheld { .. } => "certificate hold lifted",
             AuditEvent::ServerStarted { .. } => "server started",
             AuditEvent::ServerStopped { .. } => "server stopped",
         }

@@ -134,7 +134,8 @@ pub fn ca_key_identifier(cert: &Certificate) -> Vec<u8> {
     }
 }
 
-fn extension<T: AssociatedOid + Encode>(value: &T, critical: bool) -> der::Result<Extension> {
+/// `value` as the extension `T::OID`.
+pub fn extension<T: AssociatedOid + Encode>(value: &T, critical: bool) -> der::Result<Extension> {
     Ok(Extension {
         extn_id: T::OID,
         critical,
@@ -178,6 +179,59 @@ pub fn authority_key_identifier(id: &[u8]) -> der::Result<Extension> {
         },
         false,
     )
+}
+
+fn uri(url: &str) -> der::Result<GeneralName> {
+    Ok(GeneralName::UniformResourceIdentifier(
+        der::asn1::Ia5String::new(url)?,
+    ))
+}
+
+/// cRLDistributionPoints (RFC 5280 §4.2.1.13), one fullName URI per point,
+/// not critical; None for no URL.
+pub fn crl_distribution_points(urls: &[String]) -> der::Result<Option<Extension>> {
+    use x509_cert::ext::pkix::{
+        crl::dp::DistributionPoint, name::DistributionPointName, CrlDistributionPoints,
+    };
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let points = urls
+        .iter()
+        .map(|u| {
+            Ok(DistributionPoint {
+                distribution_point: Some(DistributionPointName::FullName(vec![uri(u)?])),
+                reasons: None,
+                crl_issuer: None,
+            })
+        })
+        .collect::<der::Result<Vec<_>>>()?;
+    extension(&CrlDistributionPoints(points), false).map(Some)
+}
+
+/// authorityInfoAccess (RFC 5280 §4.2.2.1): OCSP responders and CA
+/// certificate locations, not critical; None for no URL.
+pub fn authority_info_access(
+    ocsp_urls: &[String],
+    ca_issuers_urls: &[String],
+) -> der::Result<Option<Extension>> {
+    use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
+    let described = |method: ObjectIdentifier, urls: &[String]| {
+        urls.iter()
+            .map(move |u| {
+                Ok(AccessDescription {
+                    access_method: method,
+                    access_location: uri(u)?,
+                })
+            })
+            .collect::<der::Result<Vec<_>>>()
+    };
+    let mut all = described(rfc5280::ID_AD_OCSP, ocsp_urls)?;
+    all.extend(described(rfc5280::ID_AD_CA_ISSUERS, ca_issuers_urls)?);
+    if all.is_empty() {
+        return Ok(None);
+    }
+    extension(&AuthorityInfoAccessSyntax(all), false).map(Some)
 }
 
 /// subjectAltName; critical when the subject is empty (RFC 5280 §4.2.1.6).

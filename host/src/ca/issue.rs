@@ -172,6 +172,8 @@ struct Profile {
     key_usage: FlagSet<KeyUsages>,
     extended_key_usage: Vec<der::asn1::ObjectIdentifier>,
     allowed_keys: Vec<KeySpec>,
+    /// cRLDistributionPoints and authorityInfoAccess, when URLs are configured.
+    status_extensions: Vec<Extension>,
 }
 
 /// A CA ready to issue: its signer, certificate chain and profile.
@@ -252,6 +254,14 @@ impl Issuer {
             allowed_keys: p
                 .allowed_key_specs()
                 .map_err(|e| config(format!("profile.allowed_keys: {e}")))?,
+            status_extensions: [
+                extensions::crl_distribution_points(&p.crl_urls),
+                extensions::authority_info_access(&p.ocsp_urls, &p.ca_issuers_urls),
+            ]
+            .into_iter()
+            .filter_map(Result::transpose)
+            .collect::<Result<_, _>>()
+            .map_err(|e| config(format!("profile URLs: {e}")))?,
         };
         Ok(Issuer {
             ca_id: ca.id.clone(),
@@ -276,6 +286,17 @@ impl Issuer {
     /// The CA certificate followed by the rest of its chain.
     pub fn chain(&self) -> &[Certificate] {
         &self.chain
+    }
+
+    /// The CA certificate's subject: the issuer of what this CA signs.
+    pub fn name(&self) -> &Name {
+        &self.ca_name
+    }
+
+    /// The CA's key identifier (its subjectKeyIdentifier), for
+    /// authorityKeyIdentifier.
+    pub fn key_identifier(&self) -> &[u8] {
+        &self.ca_key_id
     }
 
     /// The AlgorithmIdentifier of the certificates this CA signs.
@@ -374,6 +395,7 @@ impl Issuer {
                 .map_err(encoding)?,
         );
         exts.push(extensions::authority_key_identifier(&self.ca_key_id).map_err(encoding)?);
+        exts.extend(self.profile.status_extensions.iter().cloned());
         if !sans.is_empty() {
             exts.push(extensions::subject_alt_name(sans, subject.is_empty()).map_err(encoding)?);
         }

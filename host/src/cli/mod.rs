@@ -1,6 +1,7 @@
 //! The command line: `kipuka plugins ...` (and, later, `serve`, `check`).
 
 pub mod ca;
+pub mod certs;
 pub mod check;
 pub mod codes;
 pub mod csr;
@@ -29,6 +30,9 @@ pub enum Command {
     /// Certificate-authority tasks.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Issued certificates: list, show, revoke, lift a hold.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Read a password on standard input and print its argon2id PHC hash,
     /// for `[[auth.users]] password_hash`.
     HashPassword,
@@ -134,6 +138,70 @@ pub enum PluginsCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `kipuka certs ...`
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// The issued certificates, newest first: a table, or JSON.
+    List {
+        /// The configuration file (its `[db]` is read).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only the certificates of this `[[ca]] id`.
+        #[arg(long)]
+        ca: Option<String>,
+        /// Only `valid`, `revoked` or `expired` ones.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only subjects containing this text (case-insensitive).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One certificate: its record and revocation state.
+    Show {
+        /// The serial in hex, as `openssl x509 -serial` prints it (colons and any case allowed).
+        serial: String,
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Print the certificate as PEM.
+        #[arg(long, conflicts_with = "json")]
+        pem: bool,
+    },
+    /// Revoke a certificate. A running server sees it within a second.
+    Revoke {
+        /// The serial in hex (colons and any case allowed).
+        serial: String,
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// RFC 5280 reason: unspecified, keyCompromise, cACompromise,
+        /// affiliationChanged, superseded, cessationOfOperation,
+        /// certificateHold, privilegeWithdrawn, aACompromise.
+        #[arg(long)]
+        reason: String,
+        /// When it was revoked, RFC 3339 (default: now; not in the future).
+        #[arg(long)]
+        at: Option<String>,
+        /// When the key is known or suspected to have been compromised, RFC 3339.
+        #[arg(long)]
+        invalidity_date: Option<String>,
+    },
+    /// Lift a certificateHold: the certificate is valid again.
+    Unhold {
+        /// The serial in hex (colons and any case allowed).
+        serial: String,
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 

@@ -147,10 +147,36 @@ async fn run(config: Config) -> Result<(), String> {
         hsm: Some(engine.pool().clone()),
         limits: Arc::new(Limits::new(&config.limits)),
     });
+    // Every CA's first CRL is signed before the server says it listens.
+    let mut crl_retry = std::collections::HashMap::new();
+    crate::est::status::refresh_crls(&service, &mut crl_retry).await;
+    let crl_task = crate::est::status::spawn_crl_refresh(service.clone());
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
     let listen = listener.local_addr().map_err(|e| e.to_string())?;
+    let timeout = Duration::from_secs(config.server.request_timeout_secs);
+    let (status_stop, status_stopped) = tokio::sync::oneshot::channel::<()>();
+    let status_task = match config.server.http_listen {
+        Some(addr) => {
+            let plain = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (server.http_listen): {e}"))?;
+            let plain_addr = plain.local_addr().map_err(|e| e.to_string())?;
+            println!("kipuka status listening on http://{plain_addr}");
+            Some(tokio::spawn(crate::est::plain_http::serve_plain(
+                plain,
+                crate::est::plain_http::status_routes(service.clone(), timeout),
+                config.server.max_connections,
+                Duration::from_secs(10),
+                Duration::from_secs(config.server.shutdown_grace_secs),
+                async {
+                    let _ = status_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
     auditor
         .emit(AuditEvent::ServerStarted {
             listen,
@@ -169,7 +195,6 @@ async fn run(config: Config) -> Result<(), String> {
         max_body_bytes: config.server.max_body_bytes,
         body_timeout: Duration::from_secs(config.server.request_timeout_secs),
     };
-    let timeout = Duration::from_secs(config.server.request_timeout_secs);
     let reason = Arc::new(std::sync::Mutex::new(String::new()));
     let reason_set = reason.clone();
     serve(
@@ -183,6 +208,11 @@ async fn run(config: Config) -> Result<(), String> {
     )
     .await;
     health_task.abort();
+    crl_task.abort();
+    let _ = status_stop.send(());
+    if let Some(task) = status_task {
+        let _ = task.await;
+    }
     let reason = reason.lock().expect("reason").clone();
     auditor.emit(AuditEvent::ServerStopped { reason }).await;
     store.close().await;

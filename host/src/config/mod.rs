@@ -19,6 +19,7 @@ mod env;
 mod error;
 mod keyspec;
 mod policy;
+mod revocation;
 mod validate;
 
 #[cfg(test)]
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 pub use error::{ConfigError, Origin};
 pub use keyspec::{KeySpec, KeySpecError};
 pub use policy::{PolicyConfig, PolicyMode};
+pub use revocation::{CrlConfig, OcspConfig};
 pub use validate::{EXTENDED_KEY_USAGES, KEY_USAGES};
 
 use env::EnvSource;
@@ -95,6 +97,11 @@ pub struct LimitsConfig {
 pub struct ServerConfig {
     /// Address and port to listen on. Default `127.0.0.1:8443`.
     pub listen: SocketAddr,
+    /// A plain-HTTP listener for relying parties (RFC 5280 §4.2.1.13:
+    /// CRLs and OCSP are fetched over HTTP), e.g. `"127.0.0.1:8080"`. It
+    /// serves only `/crl/*`, `/ocsp/*` and `/healthz`, never EST. Default:
+    /// none (CRLs and OCSP are served on the TLS listener anyway).
+    pub http_listen: Option<SocketAddr>,
     /// Server certificate chain (PEM). Must be set together with `tls_key`.
     pub tls_cert: Option<PathBuf>,
     /// Server private key (PEM). Must be set together with `tls_cert`.
@@ -125,6 +132,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8443)),
+            http_listen: None,
             tls_cert: None,
             tls_key: None,
             client_ca: Vec::new(),
@@ -331,6 +339,12 @@ pub struct CaConfig {
     /// `/serverkeygen` (RFC 7030 §4.4): keys generated in the HSM for clients.
     #[serde(default)]
     pub serverkeygen: ServerKeygenConfig,
+    /// `[ca.crl]`: the CRL this CA publishes at `/crl/<label>.crl`.
+    #[serde(default)]
+    pub crl: CrlConfig,
+    /// `[ca.ocsp]`: its OCSP responder at `/ocsp/<label>`.
+    #[serde(default)]
+    pub ocsp: OcspConfig,
 }
 
 /// `[ca.serverkeygen]`: how this CA delivers keys it generates.
@@ -470,6 +484,15 @@ pub struct ProfileConfig {
     /// Require the CSR to carry the TLS exporter value (channel binding,
     /// RFC 7030 §3.5), proving it was made for this TLS session.
     pub require_tls_exporter: bool,
+    /// `http://` URLs written into issued certificates as CRL Distribution
+    /// Points, e.g. `["http://ca.example:8080/crl/ec.crl"]`. Default none.
+    pub crl_urls: Vec<String>,
+    /// OCSP responder URLs for Authority Information Access, e.g.
+    /// `["http://ca.example:8080/ocsp/ec"]`. Default none.
+    pub ocsp_urls: Vec<String>,
+    /// URLs of the CA certificate for Authority Information Access
+    /// (caIssuers). Default none.
+    pub ca_issuers_urls: Vec<String>,
 }
 
 impl Default for ProfileConfig {
@@ -492,6 +515,9 @@ impl Default for ProfileConfig {
             ]),
             san_policy: SanPolicy::CopyFromCsr,
             require_tls_exporter: false,
+            crl_urls: Vec::new(),
+            ocsp_urls: Vec::new(),
+            ca_issuers_urls: Vec::new(),
         }
     }
 }

@@ -321,7 +321,24 @@ fn check_ca(ca: &CaConfig, at: &str) -> Result<(), ConfigError> {
         spec.parse::<KeySpec>()
             .map_err(|e| invalid(at, format!("profile.allowed_keys: {e}")))?;
     }
+    for (key, urls) in [
+        ("crl_urls", &p.crl_urls),
+        ("ocsp_urls", &p.ocsp_urls),
+        ("ca_issuers_urls", &p.ca_issuers_urls),
+    ] {
+        for url in urls {
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || !url.is_ascii() || url.contains(char::is_whitespace) {
+                return Err(invalid(
+                    at,
+                    format!("profile.{key}: {url:?} is not an http:// or https:// URL in ASCII"),
+                ));
+            }
+        }
+    }
     check_client_issuers(ca, at)?;
+    ca.crl.check(at)?;
+    ca.ocsp.check(at)?;
     check_serverkeygen(ca, at)
 }
 

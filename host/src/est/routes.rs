@@ -1,5 +1,5 @@
 //! HTTP: the paths under `/.well-known/est[/<label>]/`, `/healthz`,
-//! `/readyz`, mapped onto [`EstService`]. Every answer, good or bad, is
+//! `/readyz` and `/crl/` (`super::status`), mapped onto [`EstService`]. Every answer, good or bad, is
 //! built here; errors become `text/plain` bodies with the right status.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
@@ -93,7 +93,11 @@ fn parse_tail(tail: &str) -> Result<(Option<&str>, &str), EstError> {
     }
 }
 
-async fn read_body<S>(mut body: S, limit: usize, timeout: Duration) -> Result<Bytes, EstError>
+pub(super) async fn read_body<S>(
+    mut body: S,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, EstError>
 where
     S: futures_util::Stream<Item = Result<Bytes, warp::Error>> + Unpin,
 {
@@ -335,7 +339,9 @@ fn readiness(svc: &EstService) -> Response {
 }
 
 /// warp's body stream yields some `impl Buf`; the handlers want `Bytes`.
-fn into_bytes<S, B>(body: S) -> impl futures_util::Stream<Item = Result<Bytes, warp::Error>>
+pub(super) fn into_bytes<S, B>(
+    body: S,
+) -> impl futures_util::Stream<Item = Result<Bytes, warp::Error>>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: bytes::Buf,
@@ -392,6 +398,10 @@ pub fn routes(
     est.or(healthz)
         .unify()
         .or(readyz)
+        .unify()
+        .or(super::status::crl_routes(svc.clone()))
+        .unify()
+        .or(super::status::ocsp_routes(svc, timeout))
         .unify()
         .or(fallback)
         .unify()

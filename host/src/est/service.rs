@@ -18,6 +18,7 @@ use crate::{
     hsm::{HealthState, SessionPool},
     limits::{Limited, Limits},
     policy::{ApprovedNames, NamePolicy, PolicyError},
+    revocation::{crl::CrlSlot, ocsp::OcspCache},
     store::{IssuedRecord, SharedStore, StoreError, CODE_PREFIX},
     tls::ConnInfo,
 };
@@ -49,6 +50,10 @@ pub struct CaEndpoint {
     pub client_issuers: Option<ClientIssuers>,
     /// `[ca.policy]`: the names it issues.
     pub policy: NamePolicy,
+    /// Its newest signed CRL (`super::status` keeps it fresh).
+    pub crl: CrlSlot,
+    /// Its signed OCSP responses to requests without nonce.
+    pub ocsp: OcspCache,
 }
 
 /// Everything the handlers need.
@@ -193,6 +198,8 @@ impl CaEndpoint {
             csrattrs_der,
             client_issuers,
             policy,
+            crl: CrlSlot::default(),
+            ocsp: OcspCache::default(),
         })
     }
 
@@ -219,9 +226,7 @@ impl CaEndpoint {
         let Some(issuers) = &self.client_issuers else {
             return Ok(());
         };
-        let der = client_certificate_der(conn).ok_or_else(|| {
-            EstError::Internal("the client certificate's DER is gone from the connection".into())
-        })?;
+        let der = peer_der(conn)?;
         let refusal = match issuers.issuer_of(cert, der) {
             Ok(_) => return Ok(()),
             Err(refusal) => refusal,
@@ -240,6 +245,13 @@ impl CaEndpoint {
             self.config.id
         )))
     }
+}
+
+/// The DER of the client certificate `client_certificate` parsed.
+fn peer_der(conn: &ConnInfo) -> Result<&[u8], EstError> {
+    client_certificate_der(conn).ok_or_else(|| {
+        EstError::Internal("the client certificate's DER is gone from the connection".into())
+    })
 }
 
 /// The enrollment operations.
@@ -334,6 +346,9 @@ impl EstService {
         authorization: Option<&str>,
     ) -> Result<Principal, EstError> {
         let cert = client_certificate(conn)?;
+        if let Some(cert) = &cert {
+            self.refuse_revoked(cert, conn)?;
+        }
         if op == Enrollment::Re {
             let cert = cert.ok_or_else(|| {
                 EstError::Unauthorized(
@@ -419,6 +434,19 @@ impl EstService {
             id: code.id,
             name: code.name,
         })
+    }
+
+    /// 403 for a revoked client certificate: the store decides, so a
+    /// revocation made by `kipuka certs revoke` a moment ago counts.
+    fn refuse_revoked(&self, cert: &Certificate, conn: &ConnInfo) -> Result<(), EstError> {
+        let der = peer_der(conn)?;
+        match crate::revocation::refusal(&*self.store, cert, der) {
+            Ok(None) => Ok(()),
+            Ok(Some(why)) => Err(EstError::Forbidden(why)),
+            Err(e) => Err(EstError::Unavailable(format!(
+                "certificate store (revocation check): {e}"
+            ))),
+        }
     }
 
     /// `POST /simpleenroll` and `/simplereenroll`, after authentication:

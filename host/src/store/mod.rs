@@ -32,6 +32,7 @@
 //! [`IssuedRecord`] or an [`AuditEvent`](crate::audit::AuditEvent).
 
 mod codes;
+mod revocations;
 mod schema;
 mod sqlite;
 #[cfg(test)]
@@ -50,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::DbConfig;
 
 pub use codes::{EnrollmentCode, CODE_PREFIX};
+pub(crate) use sqlite::hex_lower;
 pub use sqlite::SqliteStore;
 
 /// Most rows written in one transaction by the group-commit writer.
@@ -81,6 +83,72 @@ pub struct IssuedRecord {
     pub operation: String,
     /// The certificate, DER. Never the private key (`serverkeygen`).
     pub der: Vec<u8>,
+}
+
+/// A certificate's revocation, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationStatus {
+    /// When it was revoked (whole seconds).
+    pub revoked_at: SystemTime,
+    /// The RFC 5280 CRLReason code (`crate::revocation::Reason`).
+    pub reason_code: u8,
+    /// When the key is known or suspected to have been compromised, if given.
+    pub invalidity_date: Option<SystemTime>,
+}
+
+/// A revocation to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationRequest {
+    /// The serial, lowercase hex.
+    pub serial_hex: String,
+    /// What to record.
+    pub status: RevocationStatus,
+}
+
+/// A recorded certificate with its revocation state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateEntry {
+    /// The certificate.
+    pub record: IssuedRecord,
+    /// None: not revoked.
+    pub revocation: Option<RevocationStatus>,
+}
+
+/// Which certificates `list_certificates` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Not revoked and not expired.
+    Valid,
+    /// Revoked (expired or not).
+    Revoked,
+    /// Past notAfter (revoked or not).
+    Expired,
+}
+
+/// The filter of [`CertificateStore::list_certificates`].
+#[derive(Clone, Debug, Default)]
+pub struct CertificateFilter<'a> {
+    /// Only this CA's.
+    pub ca_id: Option<&'a str>,
+    /// Only these; "expired" and "valid" are judged at `now`.
+    pub status: Option<StatusFilter>,
+    /// Only subjects containing this text (ASCII case-insensitive).
+    pub subject_contains: Option<&'a str>,
+    /// The time `status` is judged at (None: the current time).
+    pub now: Option<SystemTime>,
+    /// At most this many, newest first (0: no limit).
+    pub limit: usize,
+}
+
+/// One entry of a CRL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokedEntry {
+    /// The serial, lowercase hex.
+    pub serial_hex: String,
+    /// The certificate's notAfter.
+    pub not_after: SystemTime,
+    /// Its revocation.
+    pub status: RevocationStatus,
 }
 
 /// An audit event as stored.
@@ -144,6 +212,15 @@ pub enum StoreError {
     /// A certificate with this serial is already recorded.
     #[error("a certificate with serial {0} is already recorded")]
     DuplicateSerial(String),
+    /// No certificate with this serial is recorded.
+    #[error("no certificate with serial {0} is recorded")]
+    UnknownSerial(String),
+    /// The certificate is already revoked.
+    #[error("certificate {0} is already revoked")]
+    AlreadyRevoked(String),
+    /// `unhold` of a certificate that is not on hold.
+    #[error("certificate {0} is not on hold (certificateHold): only a hold can be lifted")]
+    NotOnHold(String),
     /// A record that cannot be stored as given (e.g. a malformed serial).
     #[error("invalid record: {0}")]
     InvalidRecord(String),
@@ -233,6 +310,56 @@ pub trait CertificateStore: Send + Sync + 'static {
     /// The most recent `limit` events, newest first; only those of `kind`
     /// (e.g. `"CertificateIssued"`) when given.
     fn events(&self, kind: Option<&str>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Records a revocation and its audit event in one commit. Fails with
+    /// [`StoreError::UnknownSerial`] or [`StoreError::AlreadyRevoked`].
+    /// Bumps [`revocation_generation`](Self::revocation_generation).
+    fn revoke(
+        &self,
+        req: RevocationRequest,
+        ev: &crate::audit::AuditEvent,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Lifts a `certificateHold` (reason code 6), with its audit event, in
+    /// one commit. Fails with [`StoreError::UnknownSerial`] or
+    /// [`StoreError::NotOnHold`]. Bumps the revocation generation.
+    fn unhold(
+        &self,
+        serial_hex: &str,
+        ev: &crate::audit::AuditEvent,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The revocation of the certificate with this serial; None if it is
+    /// not revoked or not recorded.
+    fn revocation_status(&self, serial_hex: &str) -> Result<Option<RevocationStatus>, StoreError>;
+
+    /// A certificate and its revocation state.
+    fn find_entry(&self, serial_hex: &str) -> Result<Option<CertificateEntry>, StoreError>;
+
+    /// Recorded certificates, newest first.
+    fn list_certificates(
+        &self,
+        filter: &CertificateFilter<'_>,
+    ) -> Result<Vec<CertificateEntry>, StoreError>;
+
+    /// The revoked certificates of `ca_id` whose notAfter is at or after
+    /// `not_after_from` (older ones have left the CRL), by serial.
+    fn revoked_entries(
+        &self,
+        ca_id: &str,
+        not_after_from: SystemTime,
+    ) -> Result<Vec<RevokedEntry>, StoreError>;
+
+    /// A number that grows with every revocation and unhold, of any CA, by
+    /// any process sharing the database: cheap to poll.
+    fn revocation_generation(&self) -> Result<i64, StoreError>;
+
+    /// The generation at which `ca_id`'s revocations last changed (0: never).
+    fn ca_revocation_generation(&self, ca_id: &str) -> Result<i64, StoreError>;
+
+    /// The next cRLNumber of `ca_id` (1, 2, ...), committed before it is
+    /// returned: numbers never repeat, across restarts and processes.
+    fn next_crl_number(&self, ca_id: &str) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     /// Writes what is queued, then stops accepting writes (they fail with
     /// [`StoreError::Closed`]). Reads keep working. Idempotent.

@@ -54,7 +54,33 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE issued_certificates ADD COLUMN ski_hex TEXT;
          CREATE INDEX issued_certificates_ski ON issued_certificates (ski_hex);",
     ),
-    // 3 is revocation (issue 14), on its own branch.
+    (
+        3,
+        // Revocation (issue 14). The state lives on the certificate row (one
+        // place to look for /simplereenroll and OCSP); `revocation_log` keeps
+        // every revoke and unhold, and its growing id is the "revocation
+        // generation" a running server polls to notice another process's
+        // revocation. `crl_numbers` keeps each CA's cRLNumber monotonic.
+        "ALTER TABLE issued_certificates ADD COLUMN revoked_at INTEGER;        -- Unix seconds
+         ALTER TABLE issued_certificates ADD COLUMN revocation_reason INTEGER; -- RFC 5280 CRLReason
+         ALTER TABLE issued_certificates ADD COLUMN invalidity_date INTEGER;   -- Unix seconds
+         CREATE INDEX issued_certificates_revoked ON issued_certificates (ca_id, revoked_at);
+
+         CREATE TABLE revocation_log (
+             id          INTEGER PRIMARY KEY,
+             ca_id       TEXT    NOT NULL,
+             serial_hex  TEXT    NOT NULL,
+             action      TEXT    NOT NULL,  -- 'revoke' or 'unhold'
+             reason      INTEGER,
+             at          INTEGER NOT NULL   -- Unix milliseconds
+         );
+         CREATE INDEX revocation_log_ca_id ON revocation_log (ca_id, id);
+
+         CREATE TABLE crl_numbers (
+             ca_id       TEXT    PRIMARY KEY,
+             last_number INTEGER NOT NULL
+         );",
+    ),
     (
         4,
         // One-time enrollment codes: only the argon2 hash of the secret is kept.

@@ -21,14 +21,15 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use rusqlite::{ffi, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{ffi, Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::{
     check_serial,
     codes::{self, EnrollmentCode},
-    from_unix_millis, from_unix_secs, schema, unix_millis, unix_secs, BoxFuture, CertificateStore,
-    DbLocation, IssuedRecord, StoreError, StoredEvent, MAX_BATCH,
+    from_unix_millis, revocations, schema, unix_millis, unix_secs, BoxFuture, CertificateEntry,
+    CertificateFilter, CertificateStore, DbLocation, IssuedRecord, RevocationRequest,
+    RevocationStatus, RevokedEntry, StoreError, StoredEvent, MAX_BATCH,
 };
 use crate::{audit::AuditEvent, config::DbConfig};
 
@@ -44,10 +45,8 @@ const INSERT_ISSUED: &str = "INSERT INTO issued_certificates
     (serial_hex, ca_id, subject, sans, not_before, not_after, requester, operation, der, recorded_at,
      ski_hex)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
-const INSERT_EVENT: &str =
+pub(super) const INSERT_EVENT: &str =
     "INSERT INTO audit_events (at, kind, ca_id, data) VALUES (?1, ?2, ?3, ?4)";
-const SELECT_ISSUED: &str = "SELECT serial_hex, ca_id, subject, sans, not_before, not_after,
-    requester, operation, der FROM issued_certificates WHERE serial_hex = ?1";
 
 type Ack = oneshot::Sender<Result<(), StoreError>>;
 
@@ -67,15 +66,15 @@ enum Row {
 }
 
 /// An audit event ready to insert.
-struct EventRow {
-    at: i64,
-    kind: &'static str,
-    ca_id: Option<String>,
-    data: String,
+pub(super) struct EventRow {
+    pub(super) at: i64,
+    pub(super) kind: &'static str,
+    pub(super) ca_id: Option<String>,
+    pub(super) data: String,
 }
 
 impl EventRow {
-    fn of(ev: &AuditEvent) -> Self {
+    pub(super) fn of(ev: &AuditEvent) -> Self {
         EventRow {
             at: unix_millis(SystemTime::now()),
             kind: ev.kind(),
@@ -106,6 +105,9 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     closed: AtomicBool,
     writer: Option<JoinHandle<()>>,
+    /// The writer thread's connection, also taken (briefly) by the
+    /// read-check-write transactions of revocation (`super::revocations`).
+    pub(super) writer_conn: Arc<Mutex<Connection>>,
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     /// Enrollment-code writes (small, immediate, outside group commit): a
@@ -197,9 +199,10 @@ impl SqliteStore {
 
         let (jobs, rx) = mpsc::channel();
         let thread_name = name.clone();
+        let thread_conn = writer_conn.clone();
         let writer = std::thread::Builder::new()
             .name("kipuka-store-writer".into())
-            .spawn(move || run_writer(&writer_conn, &rx, &thread_name))
+            .spawn(move || run_writer(&thread_conn, &rx, &thread_name))
             .map_err(|e| StoreError::Open {
                 path: name.clone(),
                 source: Arc::new(e),
@@ -215,6 +218,7 @@ impl SqliteStore {
             jobs,
             closed: AtomicBool::new(false),
             writer: Some(writer),
+            writer_conn,
             readers,
             next_reader: AtomicUsize::new(0),
             codes,
@@ -275,8 +279,13 @@ impl SqliteStore {
         self.codes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether [`close`](Self::close) was called.
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// A free read connection, else the next one in turn.
-    fn reader(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn reader(&self) -> MutexGuard<'_, Connection> {
         let n = self.readers.len();
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % n;
         for i in 0..n {
@@ -345,35 +354,7 @@ impl CertificateStore for SqliteStore {
     }
 
     fn find_by_serial(&self, serial_hex: &str) -> Result<Option<IssuedRecord>, StoreError> {
-        let op = "reading a certificate";
-        let conn = self.reader();
-        let row = conn
-            .prepare_cached(SELECT_ISSUED)
-            .and_then(|mut s| {
-                s.query_row([serial_hex], |r| {
-                    Ok((
-                        IssuedRecord {
-                            serial_hex: r.get(0)?,
-                            ca_id: r.get(1)?,
-                            subject: r.get(2)?,
-                            sans: Vec::new(),
-                            not_before: from_unix_secs(r.get(4)?),
-                            not_after: from_unix_secs(r.get(5)?),
-                            requester: r.get(6)?,
-                            operation: r.get(7)?,
-                            der: r.get(8)?,
-                        },
-                        r.get::<_, String>(3)?,
-                    ))
-                })
-                .optional()
-            })
-            .map_err(|e| StoreError::database(op, e))?;
-        row.map(|(mut rec, sans)| {
-            rec.sans = serde_json::from_str(&sans).map_err(|e| StoreError::database(op, e))?;
-            Ok(rec)
-        })
-        .transpose()
+        Ok(self.find_entry(serial_hex)?.map(|e| e.record))
     }
 
     fn find_by_subject_key_id(&self, ski: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -435,6 +416,63 @@ impl CertificateStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    fn revoke(
+        &self,
+        req: RevocationRequest,
+        ev: &AuditEvent,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let event = EventRow::of(ev);
+        self.transact("recording a revocation", move |tx| {
+            revocations::revoke(tx, &req, &event)
+        })
+    }
+
+    fn unhold(&self, serial_hex: &str, ev: &AuditEvent) -> BoxFuture<'_, Result<(), StoreError>> {
+        let event = EventRow::of(ev);
+        let serial = serial_hex.to_string();
+        self.transact("lifting a hold", move |tx| {
+            revocations::unhold(tx, &serial, &event)
+        })
+    }
+
+    fn revocation_status(&self, serial_hex: &str) -> Result<Option<RevocationStatus>, StoreError> {
+        revocations::status(&self.reader(), serial_hex)
+    }
+
+    fn find_entry(&self, serial_hex: &str) -> Result<Option<CertificateEntry>, StoreError> {
+        revocations::find_entry(&self.reader(), serial_hex)
+    }
+
+    fn list_certificates(
+        &self,
+        filter: &CertificateFilter<'_>,
+    ) -> Result<Vec<CertificateEntry>, StoreError> {
+        revocations::list(&self.reader(), filter)
+    }
+
+    fn revoked_entries(
+        &self,
+        ca_id: &str,
+        not_after_from: SystemTime,
+    ) -> Result<Vec<RevokedEntry>, StoreError> {
+        revocations::revoked_entries(&self.reader(), ca_id, not_after_from)
+    }
+
+    fn revocation_generation(&self) -> Result<i64, StoreError> {
+        revocations::generation(&self.reader(), None)
+    }
+
+    fn ca_revocation_generation(&self, ca_id: &str) -> Result<i64, StoreError> {
+        revocations::generation(&self.reader(), Some(ca_id))
+    }
+
+    fn next_crl_number(&self, ca_id: &str) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let ca_id = ca_id.to_string();
+        self.transact("drawing a cRLNumber", move |tx| {
+            revocations::next_crl_number(tx, &ca_id)
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

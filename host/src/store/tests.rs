@@ -389,3 +389,212 @@ fn an_enrollment_code_gives_exactly_its_uses_and_gets_failed_ones_back() {
     assert!(!store.revoke_enrollment_code("code-missing").unwrap());
     assert_eq!(store.enrollment_codes().unwrap().len(), 1);
 }
+
+fn revocation(serial_hex: &str, reason_code: u8, at: u64) -> RevocationRequest {
+    RevocationRequest {
+        serial_hex: serial_hex.to_string(),
+        status: RevocationStatus {
+            revoked_at: UNIX_EPOCH + Duration::from_secs(at),
+            reason_code,
+            invalidity_date: (reason_code == 1).then(|| UNIX_EPOCH + Duration::from_secs(at - 60)),
+        },
+    }
+}
+
+fn revoked_event(serial_hex: &str) -> AuditEvent {
+    AuditEvent::CertificateRevoked {
+        ca_id: "main".into(),
+        serial_hex: serial_hex.into(),
+        reason: "keyCompromise".into(),
+        revoked_at: UNIX_EPOCH,
+        invalidity_date: None,
+        by: "cli:test".into(),
+    }
+}
+
+#[test]
+fn revoke_unhold_and_their_errors() {
+    let store = SqliteStore::open(&config("sqlite::memory:")).unwrap();
+    rt().block_on(async {
+        store.record_issued(record(&serial(1))).await.unwrap();
+        store.record_issued(record(&serial(2))).await.unwrap();
+        assert_eq!(store.revocation_generation().unwrap(), 0);
+        let req = revocation(&serial(1), 1, 1_780_000_000);
+        store
+            .revoke(req.clone(), &revoked_event(&serial(1)))
+            .await
+            .unwrap();
+        let e = store
+            .revoke(req.clone(), &revoked_event(&serial(1)))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::AlreadyRevoked(_)), "{e}");
+        let e = store
+            .revoke(revocation(&serial(9), 0, 1), &revoked_event(&serial(9)))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::UnknownSerial(_)), "{e}");
+        // Only a hold can be lifted.
+        let e = store
+            .unhold(&serial(1), &revoked_event(&serial(1)))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::NotOnHold(_)), "{e}");
+        assert_eq!(
+            store.revocation_status(&serial(1)).unwrap(),
+            Some(req.status.clone())
+        );
+        assert_eq!(store.revocation_status(&serial(2)).unwrap(), None);
+        let g1 = store.revocation_generation().unwrap();
+        assert!(g1 > 0);
+
+        store
+            .revoke(
+                revocation(&serial(2), 6, 1_780_000_100),
+                &revoked_event(&serial(2)),
+            )
+            .await
+            .unwrap();
+        let g2 = store.revocation_generation().unwrap();
+        assert!(g2 > g1);
+        assert_eq!(store.ca_revocation_generation("main").unwrap(), g2);
+        assert_eq!(store.ca_revocation_generation("other").unwrap(), 0);
+        store
+            .unhold(&serial(2), &revoked_event(&serial(2)))
+            .await
+            .unwrap();
+        assert!(store.revocation_generation().unwrap() > g2);
+        assert_eq!(store.revocation_status(&serial(2)).unwrap(), None);
+    });
+    // Each successful change wrote its audit event in the same commit.
+    assert_eq!(
+        store.events(Some("CertificateRevoked"), 10).unwrap().len(),
+        3
+    );
+    let crl = store.revoked_entries("main", UNIX_EPOCH).unwrap();
+    assert_eq!(crl.len(), 1);
+    assert_eq!(crl[0].serial_hex, serial(1));
+    assert_eq!(crl[0].status.reason_code, 1);
+    // Expired past the cut-off: off the CRL.
+    let after = record(&serial(1)).not_after + Duration::from_secs(1);
+    assert!(store.revoked_entries("main", after).unwrap().is_empty());
+}
+
+#[test]
+fn certificates_are_listed_by_ca_status_and_subject() {
+    let store = SqliteStore::open(&config("sqlite::memory:")).unwrap();
+    rt().block_on(async {
+        for n in 1..=3 {
+            let mut rec = record(&serial(n));
+            rec.subject = format!("CN=device_{n},O=Example");
+            store.record_issued(rec).await.unwrap();
+        }
+        let mut other = record(&serial(4));
+        other.ca_id = "other".into();
+        other.not_after = UNIX_EPOCH + Duration::from_secs(1_000);
+        store.record_issued(other).await.unwrap();
+        store
+            .revoke(
+                revocation(&serial(2), 4, 1_780_000_000),
+                &revoked_event(&serial(2)),
+            )
+            .await
+            .unwrap();
+    });
+    let serials = |f: CertificateFilter<'_>| -> Vec<String> {
+        store
+            .list_certificates(&f)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.record.serial_hex)
+            .collect()
+    };
+    let now = Some(UNIX_EPOCH + Duration::from_secs(1_780_000_000));
+    assert_eq!(serials(CertificateFilter::default()).len(), 4);
+    assert_eq!(
+        serials(CertificateFilter {
+            ca_id: Some("main"),
+            now,
+            ..Default::default()
+        }),
+        [serial(3), serial(2), serial(1)]
+    );
+    let status = |s| CertificateFilter {
+        status: Some(s),
+        now,
+        ..Default::default()
+    };
+    assert_eq!(serials(status(StatusFilter::Revoked)), [serial(2)]);
+    assert_eq!(serials(status(StatusFilter::Expired)), [serial(4)]);
+    assert_eq!(serials(status(StatusFilter::Valid)), [serial(3), serial(1)]);
+    // `_` is a literal underscore, not a LIKE wildcard; case does not matter.
+    let subject = |s| CertificateFilter {
+        subject_contains: Some(s),
+        ..Default::default()
+    };
+    assert_eq!(serials(subject("DEVICE_3")), [serial(3)]);
+    // Serial 4 keeps record()'s "CN=device-1": a wildcard `_` would match it.
+    assert_eq!(
+        serials(subject("device_")),
+        [serial(3), serial(2), serial(1)]
+    );
+    assert_eq!(
+        serials(CertificateFilter {
+            limit: 1,
+            ..Default::default()
+        }),
+        [serial(4)]
+    );
+    let e = store.find_entry(&serial(2)).unwrap().unwrap();
+    assert_eq!(e.revocation.unwrap().reason_code, 4);
+    assert_eq!(e.record.sans, record(&serial(2)).sans);
+}
+
+#[test]
+fn another_process_sees_revocations_and_crl_numbers_stay_monotonic() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("k.db").display());
+    let server = SqliteStore::open(&config(&url)).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for n in 1..=20 {
+            server.record_issued(record(&serial(n))).await.unwrap();
+        }
+        assert_eq!(server.next_crl_number("main").await.unwrap(), 1);
+        assert_eq!(server.next_crl_number("main").await.unwrap(), 2);
+        assert_eq!(server.next_crl_number("other").await.unwrap(), 1);
+    });
+    let before = server.revocation_generation().unwrap();
+    // Two "CLI processes" racing: every revocation lands.
+    let a = SqliteStore::open(&config(&url)).unwrap();
+    let b = SqliteStore::open(&config(&url)).unwrap();
+    runtime.block_on(async {
+        fn revoke(s: &SqliteStore, n: u32) -> BoxFuture<'_, Result<(), StoreError>> {
+            s.revoke(
+                revocation(&serial(n), 0, 1_780_000_000),
+                &revoked_event(&serial(n)),
+            )
+        }
+        let (ra, rb) = tokio::join!(
+            futures_util::future::join_all((1..=10).map(|n| revoke(&a, n))),
+            futures_util::future::join_all((11..=20).map(|n| revoke(&b, n))),
+        );
+        assert!(ra.iter().chain(&rb).all(Result::is_ok), "{ra:?} {rb:?}");
+        assert_eq!(b.next_crl_number("main").await.unwrap(), 3);
+    });
+    assert!(server.revocation_generation().unwrap() >= before + 20);
+    assert_eq!(
+        server.revoked_entries("main", UNIX_EPOCH).unwrap().len(),
+        20
+    );
+    drop((a, b, server));
+    // After a restart the count goes on.
+    let server = SqliteStore::open(&config(&url)).unwrap();
+    let n = runtime.block_on(server.next_crl_number("main")).unwrap();
+    assert_eq!(n, 4);
+    assert!(server.schema_version().unwrap() >= 3);
+}
