@@ -156,6 +156,15 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
     let listen = listener.local_addr().map_err(|e| e.to_string())?;
     let timeout = Duration::from_secs(config.server.request_timeout_secs);
+    let limits = HttpLimits {
+        handshake_timeout: Duration::from_secs(10),
+        header_timeout: Duration::from_secs(10),
+        max_header_bytes: 16 * 1024,
+        shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+        max_connections: config.server.max_connections,
+        max_body_bytes: config.server.max_body_bytes,
+        body_timeout: Duration::from_secs(config.server.request_timeout_secs),
+    };
     let (status_stop, status_stopped) = tokio::sync::oneshot::channel::<()>();
     let status_task = match config.server.http_listen {
         Some(addr) => {
@@ -167,9 +176,7 @@ async fn run(config: Config) -> Result<(), String> {
             Some(tokio::spawn(crate::est::plain_http::serve_plain(
                 plain,
                 crate::est::plain_http::status_routes(service.clone(), timeout),
-                config.server.max_connections,
-                Duration::from_secs(10),
-                Duration::from_secs(config.server.shutdown_grace_secs),
+                limits,
                 async {
                     let _ = status_stopped.await;
                 },
@@ -186,15 +193,6 @@ async fn run(config: Config) -> Result<(), String> {
     // Scripts and tests wait for this line on stdout.
     println!("kipuka listening on https://{listen}");
 
-    let limits = HttpLimits {
-        handshake_timeout: Duration::from_secs(10),
-        header_timeout: Duration::from_secs(10),
-        max_header_bytes: 16 * 1024,
-        shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
-        max_connections: config.server.max_connections,
-        max_body_bytes: config.server.max_body_bytes,
-        body_timeout: Duration::from_secs(config.server.request_timeout_secs),
-    };
     let reason = Arc::new(std::sync::Mutex::new(String::new()));
     let reason_set = reason.clone();
     serve(

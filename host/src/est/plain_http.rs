@@ -5,15 +5,18 @@
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
 use http::StatusCode;
-use hyper::server::conn::http1;
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::{net::TcpListener, sync::Semaphore};
 use warp::{reply::Response, Filter};
 
-use super::{error::EstError, service::EstService, status};
+use super::{
+    connection::{header_case::HeaderSpellings, serve_connection},
+    error::EstError,
+    server::HttpLimits,
+    service::EstService,
+    status,
+};
+use crate::tls::ConnInfo;
 
 /// The status routes. Never rejects.
 pub fn status_routes(
@@ -41,21 +44,27 @@ pub fn status_routes(
         .unify()
 }
 
-/// Serves `routes` over plain HTTP/1.1 on `listener` until `shutdown`,
-/// at most `max_connections` at once, then lets requests in flight finish
-/// for up to `grace`.
+/// Serves `routes` over plain HTTP/1.1 on `listener` until `shutdown`, with
+/// the EST listener's connection handling ([`super::connection`]: header
+/// spellings, early answers, lingering close) and `limits`, then lets
+/// requests in flight finish for up to the grace period.
 pub async fn serve_plain<F>(
     listener: TcpListener,
     routes: F,
-    max_connections: usize,
-    header_timeout: Duration,
-    grace: Duration,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
+    let spellings = match HeaderSpellings::learn().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "header names will go out in title case only");
+            HeaderSpellings::default()
+        }
+    };
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -77,23 +86,18 @@ pub async fn serve_plain<F>(
             _ = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let svc = warp::service(routes.clone());
+        let routes = routes.clone();
+        let spellings = spellings.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
-            let service = hyper::service::service_fn(move |req| {
-                let mut svc = svc.clone();
-                async move { tower_service::Service::call(&mut svc, req).await }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(tcp), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%remote, error = %e, "plain-HTTP connection ended with an error");
-            }
+            let info = ConnInfo {
+                remote: Some(remote),
+                ..ConnInfo::default()
+            };
+            serve_connection(tcp, info, routes, limits, spellings, watcher, remote).await;
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+    let _ = tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await;
 }
