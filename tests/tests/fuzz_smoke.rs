@@ -20,12 +20,13 @@ use kipuka_tests::artifacts::workspace_root;
 const SECONDS: u32 = 20;
 
 /// The targets, as in fuzz/Cargo.toml.
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 6] = [
     "csr",
     "base64_body",
     "pkcs11_uri",
     "config",
     "serverkeygen_attrs",
+    "ocsp_request",
 ];
 
 fn cargo_fuzz_bin() -> PathBuf {

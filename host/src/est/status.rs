@@ -175,8 +175,9 @@ fn percent_decode(s: &str) -> Result<String, String> {
 }
 
 /// The DER of a GET request: standard or URL-safe base64, padded or not
-/// (RFC 6960 §A.1 says standard, many clients send URL-safe).
-fn decode_get(encoded: &str) -> Result<Vec<u8>, EstError> {
+/// (RFC 6960 §A.1 says standard, many clients send URL-safe), percent
+/// escapes undone. Public for the `ocsp_request` fuzz target.
+pub fn decode_get(encoded: &str) -> Result<Vec<u8>, EstError> {
     use base64ct::{Base64, Base64Unpadded, Base64Url, Base64UrlUnpadded, Encoding};
     let text = percent_decode(encoded).map_err(EstError::BadRequest)?;
     Base64::decode_vec(&text)

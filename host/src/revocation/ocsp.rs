@@ -137,7 +137,7 @@ fn sha1_of(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The store's spelling of a CertID serial (no leading zero octets).
-fn serial_hex(id: &CertId) -> String {
+pub fn serial_hex(id: &CertId) -> String {
     let bytes = id.serial_number.as_bytes();
     let start = bytes
         .iter()
