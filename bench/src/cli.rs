@@ -86,11 +86,31 @@ pub struct Args {
     #[arg(long, default_value = "ec:P-256")]
     pub key_type: KeyType,
 
+    /// Send each CSR's base64 in lines of this many columns (e.g. 64), as
+    /// some EST servers want (those that decode with OpenSSL's base64 BIO
+    /// refuse one long line); default: one line.
+    #[arg(long, value_name = "COLUMNS")]
+    pub base64_lines: Option<usize>,
+
+    /// Load an OCSP responder instead of enrolling: POST this DER OCSP
+    /// request (`openssl ocsp -no_nonce -issuer CA.pem -cert C.pem -reqout
+    /// FILE`) to --url (e.g. https://HOST:PORT/ocsp/LABEL) as
+    /// application/ocsp-request. Counted: 200 answers that are a successful
+    /// OCSPResponse with a BasicOCSPResponse. No CSRs are made; the raw
+    /// phases measure C_Sign only.
+    #[arg(long, value_name = "DER")]
+    pub ocsp_request: Option<PathBuf>,
+
+    /// With --ocsp-request: give every request its own fresh nonce (RFC
+    /// 8954), so that every answer is signed anew.
+    #[arg(long, requires = "ocsp_request")]
+    pub ocsp_nonce: bool,
+
     /// How many distinct RSA keys to generate for RSA CSRs.
     #[arg(long, default_value_t = 4)]
     pub rsa_keys: usize,
 
-    /// How many distinct CSRs to generate before the clock starts (default:
+    /// How many distinct CSRs (or nonce OCSP requests) to generate before the clock starts (default:
     /// --requests, else 50,000 for EC and 5,000 for RSA). A run that sends
     /// more cycles through them again, and says so.
     #[arg(long)]

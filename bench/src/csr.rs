@@ -224,6 +224,26 @@ pub fn generate(
     }
 }
 
+/// The request body of a CSR: base64 in one line, or in lines of
+/// `columns` characters ending with CRLF, as some EST servers want (those
+/// that decode with OpenSSL's base64 BIO refuse one long line).
+pub fn base64_body(der: &[u8], columns: Option<usize>) -> String {
+    use base64ct::{Base64, Encoding};
+    let one_line = Base64::encode_string(der);
+    match columns {
+        Some(n) if n > 0 => {
+            let mut out = String::with_capacity(one_line.len() + 2 * (one_line.len() / n + 1));
+            for chunk in one_line.as_bytes().chunks(n) {
+                // Base64 is ASCII: every chunk is valid UTF-8.
+                out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+                out.push_str("\r\n");
+            }
+            out
+        }
+        _ => one_line,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +266,19 @@ mod tests {
         assert_eq!("ec:P-256".parse(), Ok(KeyType::EcP256));
         assert_eq!("rsa:3072".parse(), Ok(KeyType::Rsa(3072)));
         assert!("rsa:1024".parse::<KeyType>().is_err());
+    }
+
+    #[test]
+    fn wrapped_bodies_decode_to_the_same_csr() {
+        let der: Vec<u8> = (0..=255u8).cycle().take(700).collect();
+        let one = base64_body(&der, None);
+        assert!(!one.contains('\n'));
+        let wrapped = base64_body(&der, Some(64));
+        let lines: Vec<&str> = wrapped.split_terminator("\r\n").collect();
+        assert!(
+            lines[..lines.len() - 1].iter().all(|l| l.len() == 64),
+            "{wrapped}"
+        );
+        assert_eq!(lines.concat(), one);
     }
 }

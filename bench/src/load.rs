@@ -1,6 +1,7 @@
 //! The load phase: `concurrency` workers, each with its own connection
 //! (kept alive, or a new one per request), POSTing the pre-generated CSRs
-//! in turn until the duration or the request count is reached.
+//! (or OCSP requests) in turn until the duration or the request count is
+//! reached.
 
 use std::{
     sync::{
@@ -20,14 +21,26 @@ use tokio_rustls::TlsConnector;
 use crate::{
     cli::Limits,
     error::BenchError,
+    ocsp::check_successful,
     pkcs7::certificates_in,
     stats::{Errors, Latencies, Percentiles},
     target::Target,
     tls::connect,
 };
 
+/// What the workers send, and what counts as an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// Base64 CSRs to an EST enrollment URL; a 200 must carry a certificate.
+    Enroll,
+    /// DER OCSP requests; a 200 must be a successful OCSPResponse.
+    Ocsp,
+}
+
 /// What every worker shares.
 pub struct LoadConfig {
+    /// What is sent.
+    pub payload: Payload,
     /// Where to POST.
     pub target: Target,
     /// TLS client.
@@ -109,11 +122,16 @@ async fn open(cfg: &LoadConfig, tally: &mut Tally) -> Result<Connection, (&'stat
 }
 
 fn request(cfg: &LoadConfig, body: Bytes) -> Request<Full<Bytes>> {
-    let mut req = Request::post(cfg.target.path.as_str())
+    let builder = Request::post(cfg.target.path.as_str())
         .header(header::HOST, cfg.target.authority())
-        .header(header::CONTENT_TYPE, "application/pkcs10")
-        .header("content-transfer-encoding", "base64")
-        .header(header::USER_AGENT, "kipuka-bench")
+        .header(header::USER_AGENT, "kipuka-bench");
+    let builder = match cfg.payload {
+        Payload::Enroll => builder
+            .header(header::CONTENT_TYPE, "application/pkcs10")
+            .header("content-transfer-encoding", "base64"),
+        Payload::Ocsp => builder.header(header::CONTENT_TYPE, "application/ocsp-request"),
+    };
+    let mut req = builder
         .body(Full::new(body))
         .expect("static request parts are valid");
     let h = req.headers_mut();
@@ -162,9 +180,15 @@ async fn enroll(
             *conn = None;
             Outcome::Failed("http", e.to_string())
         }
-        Ok((status, body)) if status == http::StatusCode::OK => match certificates_in(&body) {
-            Ok(_) => Outcome::Enrolled,
-            Err(e) => Outcome::Failed("200-no-certificate", e.0),
+        Ok((status, body)) if status == http::StatusCode::OK => match cfg.payload {
+            Payload::Enroll => match certificates_in(&body) {
+                Ok(_) => Outcome::Enrolled,
+                Err(e) => Outcome::Failed("200-no-certificate", e.0),
+            },
+            Payload::Ocsp => match check_successful(&body) {
+                Ok(()) => Outcome::Enrolled,
+                Err(e) => Outcome::Failed("200-not-successful", e),
+            },
         },
         Ok((status, body)) => {
             let kind: &'static str = match status.as_u16() {

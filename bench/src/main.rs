@@ -11,6 +11,7 @@ mod cli;
 mod csr;
 mod error;
 mod load;
+mod ocsp;
 mod pkcs7;
 mod raw;
 mod report;
@@ -31,7 +32,7 @@ use zeroize::Zeroizing;
 use crate::{
     cli::Args,
     error::BenchError,
-    load::LoadConfig,
+    load::{LoadConfig, Payload},
     raw::RawConfig,
     report::{Report, RunSetup},
     target::Target,
@@ -71,7 +72,14 @@ fn authorization(credentials: &SecretString) -> Result<HeaderValue, BenchError> 
 
 async fn run(args: Args) -> Result<Report, BenchError> {
     let limits = args.limits()?;
-    let target = Target::parse(&args.url)?;
+    let ocsp_template = match &args.ocsp_request {
+        Some(path) => Some(std::fs::read(path).map_err(|e| BenchError::file(path, e))?),
+        None => None,
+    };
+    let target = match ocsp_template {
+        Some(_) => Target::parse_ocsp(&args.url)?,
+        None => Target::parse(&args.url)?,
+    };
     let client = match (&args.cert, &args.key) {
         (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
         _ => None,
@@ -109,22 +117,37 @@ async fn run(args: Args) -> Result<Report, BenchError> {
         })??;
 
     let count = args.csr_count();
-    if !args.json {
-        eprintln!("generating {count} {} CSRs ...", args.key_type);
-    }
     let t = Instant::now();
-    let (key_type, rsa_keys) = (args.key_type, args.rsa_keys);
-    let csrs = tokio::task::spawn_blocking(move || csr::generate(key_type, count, rsa_keys))
-        .await
-        .map_err(|e| BenchError::Runtime(format!("CSR generation: {e}")))??;
+    let (csrs, bodies) = match &ocsp_template {
+        Some(template) => (
+            Vec::new(),
+            ocsp::requests(template, args.ocsp_nonce, count)?,
+        ),
+        None => {
+            if !args.json {
+                eprintln!("generating {count} {} CSRs ...", args.key_type);
+            }
+            let (key_type, rsa_keys) = (args.key_type, args.rsa_keys);
+            let csrs =
+                tokio::task::spawn_blocking(move || csr::generate(key_type, count, rsa_keys))
+                    .await
+                    .map_err(|e| BenchError::Runtime(format!("CSR generation: {e}")))??;
+            let bodies = csrs
+                .iter()
+                .map(|der| Bytes::from(csr::base64_body(der, args.base64_lines)))
+                .collect();
+            (csrs, bodies)
+        }
+    };
     let csr_generation_seconds = t.elapsed().as_secs_f64();
-    let bodies: Arc<Vec<Bytes>> = Arc::new(
-        csrs.iter()
-            .map(|der| Bytes::from(Base64::encode_string(der)))
-            .collect(),
-    );
+    let distinct = bodies.len();
+    let bodies: Arc<Vec<Bytes>> = Arc::new(bodies);
 
     let cfg = Arc::new(LoadConfig {
+        payload: match ocsp_template {
+            Some(_) => Payload::Ocsp,
+            None => Payload::Enroll,
+        },
         target,
         connector,
         authorization,
@@ -146,13 +169,18 @@ async fn run(args: Args) -> Result<Report, BenchError> {
         None => None,
     };
     let setup = RunSetup {
+        mode: match (&args.ocsp_request, args.ocsp_nonce) {
+            (None, _) => "enroll",
+            (Some(_), false) => "ocsp",
+            (Some(_), true) => "ocsp-nonce",
+        },
         url: args.url.clone(),
         concurrency: args.concurrency,
         keepalive: !args.no_keepalive,
         auth,
         key_type: args.key_type.to_string(),
-        csrs: count,
-        csrs_reused: load.requests_sent > count as u64,
+        csrs: distinct,
+        csrs_reused: load.requests_sent > distinct as u64,
         csr_generation_seconds,
         rate_limit_per_s: args.rate,
         warmup_seconds: args.warmup,

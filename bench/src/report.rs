@@ -5,6 +5,8 @@ use crate::{load::LoadResult, raw::RawResult};
 /// How the run was set up.
 #[derive(Debug, serde::Serialize)]
 pub struct RunSetup {
+    /// `enroll`, `ocsp` (one request, no nonce) or `ocsp-nonce`.
+    pub mode: &'static str,
     /// `--url`.
     pub url: String,
     /// Connections.
@@ -13,9 +15,9 @@ pub struct RunSetup {
     pub keepalive: bool,
     /// `basic`, `certificate` or `none`.
     pub auth: &'static str,
-    /// CSR key type.
+    /// CSR key type (enroll mode).
     pub key_type: String,
-    /// Distinct CSRs generated.
+    /// Distinct CSRs generated (distinct OCSP requests in OCSP modes).
     pub csrs: usize,
     /// Whether more requests were sent than distinct CSRs.
     pub csrs_reused: bool,
@@ -33,9 +35,9 @@ pub struct Ratios {
     /// enrollments/s ÷ C_Sign/s.
     pub enroll_to_sign: f64,
     /// enrollments/s ÷ verify_csr/s.
-    pub enroll_to_verify: f64,
+    pub enroll_to_verify: Option<f64>,
     /// enrollments/s ÷ (verify_csr + C_Sign)/s.
-    pub enroll_to_verify_sign: f64,
+    pub enroll_to_verify_sign: Option<f64>,
 }
 
 /// Everything a run measured.
@@ -64,8 +66,10 @@ impl Report {
     pub fn new(setup: RunSetup, load: LoadResult, raw: Option<RawResult>) -> Self {
         let ratios = raw.as_ref().map(|r| Ratios {
             enroll_to_sign: ratio(load.enrollments_per_s, r.sign_per_s),
-            enroll_to_verify: ratio(load.enrollments_per_s, r.verify_per_s),
-            enroll_to_verify_sign: ratio(load.enrollments_per_s, r.verify_sign_per_s),
+            enroll_to_verify: r.verify_per_s.map(|v| ratio(load.enrollments_per_s, v)),
+            enroll_to_verify_sign: r
+                .verify_sign_per_s
+                .map(|v| ratio(load.enrollments_per_s, v)),
         });
         Report {
             setup,
@@ -79,19 +83,26 @@ impl Report {
     pub fn text(&self) -> String {
         let s = &self.setup;
         let l = &self.load;
+        let (what, bodies) = match s.mode {
+            "enroll" => ("enrollments", format!("{} CSRs", s.key_type)),
+            "ocsp" => ("OCSP responses", "OCSP requests (no nonce)".to_string()),
+            _ => (
+                "OCSP responses",
+                "OCSP requests, each with its own nonce".to_string(),
+            ),
+        };
         let mut out = format!(
-            "kipuka-bench {url}\n  {conn}, concurrency {c}, auth {auth}, {n} distinct {kt} CSRs{reused}{rate}\n",
+            "kipuka-bench {url}\n  {conn}, concurrency {c}, auth {auth}, {n} distinct {bodies}{reused}{rate}\n",
             url = s.url,
             conn = if s.keepalive { "keep-alive" } else { "new TLS connection per request" },
             c = s.concurrency,
             auth = s.auth,
             n = s.csrs,
-            kt = s.key_type,
-            reused = if s.csrs_reused { " (cycled: more requests than CSRs)" } else { "" },
+            reused = if s.csrs_reused { " (cycled)" } else { "" },
             rate = s.rate_limit_per_s.map(|r| format!(", paced at {r:.0}/s")).unwrap_or_default(),
         );
         out += &format!(
-            "  enrollments  {} in {:.2} s = {:.1}/s\n",
+            "  {what}  {} in {:.2} s = {:.1}/s\n",
             l.enrollments, l.seconds, l.enrollments_per_s
         );
         out += &format!(
@@ -113,17 +124,15 @@ impl Report {
                 r.key, r.key_type, r.mechanism, r.threads, r.phase_seconds
             );
             out += &format!(
-                "  C_Sign               {:>10.1}/s   enrollments/s ÷ this = {:.3}\n",
+                "  C_Sign               {:>10.1}/s   {what}/s ÷ this = {:.3}\n",
                 r.sign_per_s, q.enroll_to_sign
             );
-            out += &format!(
-                "  verify_csr           {:>10.1}/s   enrollments/s ÷ this = {:.3}\n",
-                r.verify_per_s, q.enroll_to_verify
-            );
-            out += &format!(
-                "  verify_csr + C_Sign  {:>10.1}/s   enrollments/s ÷ this = {:.3}\n",
-                r.verify_sign_per_s, q.enroll_to_verify_sign
-            );
+            if let (Some(v), Some(q)) = (r.verify_per_s, q.enroll_to_verify) {
+                out += &format!("  verify_csr           {v:>10.1}/s   {what}/s ÷ this = {q:.3}\n",);
+            }
+            if let (Some(v), Some(q)) = (r.verify_sign_per_s, q.enroll_to_verify_sign) {
+                out += &format!("  verify_csr + C_Sign  {v:>10.1}/s   {what}/s ÷ this = {q:.3}\n",);
+            }
         }
         out
     }

@@ -18,6 +18,32 @@ pub struct Target {
 impl Target {
     /// Parses an `https://host[:port]/.well-known/est[/label]/simpleenroll` URL.
     pub fn parse(url: &str) -> Result<Self, BenchError> {
+        let t = Self::parse_https(url)?;
+        if !t.path.starts_with("/.well-known/est/") {
+            return Err(BenchError::BadUrl {
+                url: url.to_string(),
+                reason:
+                    "the path must be /.well-known/est[/LABEL]/simpleenroll (or simplereenroll)"
+                        .into(),
+            });
+        }
+        Ok(t)
+    }
+
+    /// Parses the `https://host[:port]/PATH` URL of an OCSP responder
+    /// (kipuka's is `/ocsp/LABEL`).
+    pub fn parse_ocsp(url: &str) -> Result<Self, BenchError> {
+        let t = Self::parse_https(url)?;
+        if t.path.is_empty() || t.path == "/" {
+            return Err(BenchError::BadUrl {
+                url: url.to_string(),
+                reason: "no path: kipuka's OCSP responder is at /ocsp/LABEL".into(),
+            });
+        }
+        Ok(t)
+    }
+
+    fn parse_https(url: &str) -> Result<Self, BenchError> {
         let bad = |reason: &str| BenchError::BadUrl {
             url: url.to_string(),
             reason: reason.to_string(),
@@ -29,10 +55,10 @@ impl Target {
             Some("https") => {}
             Some(other) => {
                 return Err(bad(&format!(
-                    "the scheme is {other}; EST runs over TLS: use https://"
+                    "the scheme is {other}; this load generator speaks TLS only: use https://"
                 )))
             }
-            None => return Err(bad("no scheme: use https://HOST:PORT/.well-known/est/...")),
+            None => return Err(bad("no scheme: use https://HOST:PORT/...")),
         }
         let host = uri.host().ok_or_else(|| bad("no host"))?;
         let host = host
@@ -43,11 +69,6 @@ impl Target {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_default();
-        if !path.starts_with("/.well-known/est/") {
-            return Err(bad(
-                "the path must be /.well-known/est[/LABEL]/simpleenroll (or simplereenroll)",
-            ));
-        }
         Ok(Target {
             url: url.to_string(),
             host,
@@ -90,5 +111,13 @@ mod tests {
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            Target::parse_ocsp("https://127.0.0.1:8443/ocsp/rsa")
+                .unwrap()
+                .path,
+            "/ocsp/rsa"
+        );
+        assert!(Target::parse_ocsp("https://127.0.0.1:8443/").is_err());
+        assert!(Target::parse_ocsp("http://127.0.0.1:8080/ocsp/rsa").is_err());
     }
 }

@@ -12,12 +12,14 @@
 
 use std::{sync::Arc, time::SystemTime};
 
+use spki::AlgorithmIdentifierOwned;
+
 use der::{
     asn1::{BitString, GeneralizedTime, OctetString},
     Encode,
 };
 use x509_cert::{
-    crl::{CertificateList, RevokedCert, TbsCertList},
+    crl::RevokedCert,
     ext::{
         pkix::{crl::CrlNumber, CrlReason},
         Extension,
@@ -113,44 +115,123 @@ fn revoked_cert(e: &CrlEntry) -> Result<RevokedCert, IssueError> {
     })
 }
 
-/// Builds the CRL, has the CA key sign it (the signature is checked
-/// against the CA certificate before it is returned) and encodes it (DER).
-pub async fn sign_crl(issuer: &Issuer, content: &CrlContent) -> Result<Vec<u8>, IssueError> {
-    let revoked = content
-        .entries
-        .iter()
-        .map(revoked_cert)
-        .collect::<Result<Vec<_>, _>>()?;
+/// Appends a DER tag and length.
+fn header(tag: u8, len: usize, out: &mut Vec<u8>) -> Result<(), IssueError> {
+    out.push(tag);
+    der::Length::try_from(len)
+        .and_then(|l| l.encode_to_vec(out))
+        .map(|_| ())
+        .map_err(encoding)
+}
+
+/// The bytes of a DER tag and length.
+fn header_len(len: usize) -> Result<usize, IssueError> {
+    der::Length::try_from(len)
+        .and_then(|l| l.encoded_len())
+        .and_then(|l| usize::try_from(l).map_err(|_| der::ErrorKind::Overflow.into()))
+        .map(|l| l + 1)
+        .map_err(encoding)
+}
+
+/// What of the CA goes into the TBS part.
+struct CrlSigner<'a> {
+    algorithm: AlgorithmIdentifierOwned,
+    name: &'a x509_cert::name::Name,
+    key_identifier: &'a [u8],
+}
+
+/// SEQUENCE.
+const TAG_SEQUENCE: u8 = 0x30;
+/// [0], constructed (crlExtensions, EXPLICIT).
+const TAG_CRL_EXTENSIONS: u8 = 0xa0;
+
+/// The DER `TBSCertList`, written front to back in one buffer. A CRL can
+/// hold a million entries: encoding it as one `TbsCertList` value would
+/// build every entry as nested structures and walk them once per nesting
+/// level for the lengths; here each entry is encoded once, on its own,
+/// into the revokedCertificates bytes, and those are copied once.
+fn tbs_der(signer: &CrlSigner<'_>, content: &CrlContent) -> Result<Vec<u8>, IssueError> {
+    let mut revoked = Vec::with_capacity(content.entries.len() * 48);
+    for e in &content.entries {
+        revoked_cert(e)?
+            .encode_to_vec(&mut revoked)
+            .map_err(encoding)?;
+    }
     let mut exts = vec![
         extension(
             &CrlNumber::try_from(content.number).map_err(encoding)?,
             false,
         )
         .map_err(encoding)?,
-        authority_key_identifier(issuer.key_identifier()).map_err(encoding)?,
+        authority_key_identifier(signer.key_identifier).map_err(encoding)?,
     ];
     if let Some(t) = content.expired_certs_on_crl {
         let t = GeneralizedTime::from_system_time(t).map_err(encoding)?;
         exts.push(raw_extension(ID_CE_EXPIRED_CERTS_ON_CRL, &t).map_err(encoding)?);
     }
-    let tbs = TbsCertList {
-        version: Version::V2,
-        signature: issuer.signature_algorithm(),
-        issuer: issuer.name().clone(),
-        this_update: Time::try_from(content.this_update).map_err(encoding)?,
-        next_update: Some(Time::try_from(content.next_update).map_err(encoding)?),
-        revoked_certificates: (!revoked.is_empty()).then_some(revoked),
-        crl_extensions: Some(exts),
-    };
-    let tbs_der: Arc<[u8]> = tbs.to_der().map_err(encoding)?.into();
-    let signature = issuer.sign_message(tbs_der).await?;
-    CertificateList {
-        tbs_cert_list: tbs,
-        signature_algorithm: issuer.signature_algorithm(),
-        signature: BitString::from_bytes(&signature).map_err(encoding)?,
+    let exts = exts.to_der().map_err(encoding)?;
+
+    // version, signature, issuer, thisUpdate, nextUpdate.
+    let mut head = Vec::with_capacity(256);
+    Version::V2.encode_to_vec(&mut head).map_err(encoding)?;
+    signer
+        .algorithm
+        .encode_to_vec(&mut head)
+        .map_err(encoding)?;
+    signer.name.encode_to_vec(&mut head).map_err(encoding)?;
+    for t in [content.this_update, content.next_update] {
+        Time::try_from(t)
+            .map_err(encoding)?
+            .encode_to_vec(&mut head)
+            .map_err(encoding)?;
     }
-    .to_der()
-    .map_err(encoding)
+
+    // revokedCertificates is absent, not empty, when nothing is revoked.
+    let revoked_len = if revoked.is_empty() {
+        0
+    } else {
+        header_len(revoked.len())? + revoked.len()
+    };
+    let body_len = head.len() + revoked_len + header_len(exts.len())? + exts.len();
+    let mut tbs = Vec::with_capacity(header_len(body_len)? + body_len);
+    header(TAG_SEQUENCE, body_len, &mut tbs)?;
+    tbs.extend_from_slice(&head);
+    if !revoked.is_empty() {
+        header(TAG_SEQUENCE, revoked.len(), &mut tbs)?;
+        tbs.extend_from_slice(&revoked);
+    }
+    drop(revoked);
+    header(TAG_CRL_EXTENSIONS, exts.len(), &mut tbs)?;
+    tbs.extend_from_slice(&exts);
+    Ok(tbs)
+}
+
+/// Builds the CRL, has the CA key sign it (the signature is checked
+/// against the CA certificate before it is returned) and encodes it (DER).
+pub async fn sign_crl(issuer: &Issuer, content: &CrlContent) -> Result<Vec<u8>, IssueError> {
+    let signer = CrlSigner {
+        algorithm: issuer.signature_algorithm(),
+        name: issuer.name(),
+        key_identifier: issuer.key_identifier(),
+    };
+    let tbs: Arc<[u8]> = tbs_der(&signer, content)?.into();
+    let signature = issuer.sign_message(tbs.clone()).await?;
+    // CertificateList: the TBS bytes as signed, then the algorithm and the
+    // signature.
+    let mut tail = Vec::with_capacity(signature.len() + 64);
+    issuer
+        .signature_algorithm()
+        .encode_to_vec(&mut tail)
+        .map_err(encoding)?;
+    BitString::from_bytes(&signature)
+        .and_then(|b| b.encode_to_vec(&mut tail))
+        .map_err(encoding)?;
+    let body_len = tbs.len() + tail.len();
+    let mut der = Vec::with_capacity(header_len(body_len)? + body_len);
+    header(TAG_SEQUENCE, body_len, &mut der)?;
+    der.extend_from_slice(&tbs);
+    der.extend_from_slice(&tail);
+    Ok(der)
 }
 
 #[cfg(test)]
@@ -167,6 +248,81 @@ mod tests {
             (10, CrlReason::AaCompromise),
         ] {
             assert_eq!(reason(code), Some(want));
+        }
+    }
+
+    /// The same TBSCertList, encoded by the der crate as one value.
+    fn reference_tbs(signer: &CrlSigner<'_>, content: &CrlContent) -> Vec<u8> {
+        use x509_cert::crl::TbsCertList;
+        let revoked: Vec<RevokedCert> = content
+            .entries
+            .iter()
+            .map(|e| revoked_cert(e).unwrap())
+            .collect();
+        let mut exts = vec![
+            extension(&CrlNumber::try_from(content.number).unwrap(), false).unwrap(),
+            authority_key_identifier(signer.key_identifier).unwrap(),
+        ];
+        if let Some(t) = content.expired_certs_on_crl {
+            let t = GeneralizedTime::from_system_time(t).unwrap();
+            exts.push(raw_extension(ID_CE_EXPIRED_CERTS_ON_CRL, &t).unwrap());
+        }
+        TbsCertList {
+            version: Version::V2,
+            signature: signer.algorithm.clone(),
+            issuer: signer.name.clone(),
+            this_update: Time::try_from(content.this_update).unwrap(),
+            next_update: Some(Time::try_from(content.next_update).unwrap()),
+            revoked_certificates: (!revoked.is_empty()).then_some(revoked),
+            crl_extensions: Some(exts),
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    #[test]
+    fn the_tbs_written_front_to_back_is_the_der_crates_encoding() {
+        use std::{str::FromStr, time::Duration};
+        let name = x509_cert::name::Name::from_str("CN=test CA,O=kipuka").unwrap();
+        let signer = CrlSigner {
+            algorithm: AlgorithmIdentifierOwned {
+                oid: der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2"),
+                parameters: None,
+            },
+            name: &name,
+            key_identifier: &[7u8; 20],
+        };
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        // 0 entries (no revokedCertificates), 1, and enough that the
+        // lengths need three and four octets.
+        for n in [0usize, 1, 5, 3_000] {
+            let entries: Vec<CrlEntry> = (0..n)
+                .map(|i| CrlEntry {
+                    serial: (i as u128 + 1)
+                        .to_be_bytes()
+                        .iter()
+                        .copied()
+                        .skip_while(|b| *b == 0)
+                        .collect(),
+                    revoked_at: t0 + Duration::from_secs(i as u64),
+                    reason_code: [0, 1, 6, 10][i % 4],
+                    invalidity_date: (i % 3 == 0).then_some(t0),
+                })
+                .collect();
+            for expired in [None, Some(t0)] {
+                let content = CrlContent {
+                    number: 42 + n as u64,
+                    this_update: t0,
+                    next_update: t0 + Duration::from_secs(86_400),
+                    entries: entries.clone(),
+                    expired_certs_on_crl: expired,
+                };
+                assert_eq!(
+                    tbs_der(&signer, &content).unwrap(),
+                    reference_tbs(&signer, &content),
+                    "{n} entries"
+                );
+            }
         }
     }
 }
