@@ -123,6 +123,9 @@ struct BuildLabels {
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// Run at every scrape to set the gauges that describe a state.
+type Sampler = Box<dyn Fn(&Sample<'_>) + Send + Sync>;
+
 /// Request latency: 1 ms to ~16 s.
 fn request_buckets() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -154,7 +157,7 @@ struct Metrics {
     rate_limited: Family<LimitLabels, Counter>,
     store_duration: Histograms<StoreLabels>,
     process: process::ProcessMetrics,
-    samplers: Mutex<Vec<Box<dyn Fn(&Sample<'_>) + Send + Sync>>>,
+    samplers: Mutex<Vec<Sampler>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

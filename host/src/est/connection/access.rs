@@ -124,7 +124,8 @@ pub fn finish(head: &RequestHead, id: &str, response: &mut Response) {
         ca,
         operation,
         status,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        // Whole microseconds, as milliseconds.
+        duration_ms = elapsed.as_micros() as f64 / 1000.0,
         client = facts.client.as_deref().unwrap_or("-"),
         bytes_in = head.bytes_in,
         bytes_out,
