@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod est;
 pub mod hsm;
 pub mod limits;
+pub mod metrics;
 pub mod plugins;
 pub mod policy;
 pub mod revocation;

@@ -38,6 +38,8 @@ pub struct EstServer {
     child: Option<Child>,
     /// Server stderr (logs).
     pub log: PathBuf,
+    /// `http://127.0.0.1:PORT/metrics`, when `[metrics] listen` is set.
+    pub metrics_url: Option<String>,
     /// Extra environment of every `kipuka` process started from here
     /// (`ca init`, `serve`); a test may change it before [`Self::try_launch`].
     pub env: Vec<(String, String)>,
@@ -396,6 +398,7 @@ level = "info"
             config: config_path,
             child: None,
             log: dir.join("server.log"),
+            metrics_url: None,
             env: opts.env.clone(),
         };
         let mut cas = vec![
@@ -456,15 +459,26 @@ level = "info"
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // The metrics line comes first, when there is one.
+                if let Some(url) = line.strip_prefix("kipuka metrics listening on ") {
+                    let _ = tx.send((false, url.to_string()));
+                }
                 if let Some(url) = line.strip_prefix("kipuka listening on ") {
-                    let _ = tx.send(url.to_string());
+                    let _ = tx.send((true, url.to_string()));
                 }
             }
         });
         // Generous: on a loaded 2-core CI machine start-up (plugins, login, key
         // checks) can take tens of seconds.
-        match rx.recv_timeout(Duration::from_secs(180)) {
-            Ok(url) => self.base = url,
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let listening = loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok((false, metrics)) => self.metrics_url = Some(metrics),
+                other => break other,
+            }
+        };
+        match listening {
+            Ok((_, url)) => self.base = url,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();

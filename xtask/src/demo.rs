@@ -495,10 +495,15 @@ password_hash = "{hash}"
 
 [log]
 level = "info"
+
+# Prometheus metrics: plain HTTP, GET /metrics only, never on the EST port.
+[metrics]
+listen = "127.0.0.1:{mp}"
 "#,
             nimbus = nimbus.display(),
             conf = self.softhsm_conf().display(),
             hp = status_port(port),
+            mp = metrics_port(port),
         );
         std::fs::write(self.config(), text)
             .with_context(|| format!("cannot write {}", self.config().display()))
@@ -529,6 +534,7 @@ level = "info"
 
     fn print_instructions(&self, port: u16, root: &Path) {
         let hp = status_port(port);
+        let mp = metrics_port(port);
         let shown = self
             .dir
             .strip_prefix(root)
@@ -582,6 +588,8 @@ SoftHSM2 token {TOKEN_LABEL}; files in {dir}. In a second shell, from the reposi
   tail -c +$(( $(od -An -tu1 -j1 -N1 device3.akp.der | awk '{{print ($1<128)?3:3+$1-128}}') )) device3.akp.der | openssl pkey -inform DER -out device3.key
   [ "$(openssl pkey -in device3.key -pubout)" = "$(openssl x509 -in device3.pem -noout -pubkey)" ] && echo "device3.key is the certified key"
   openssl verify -CAfile ca-ec.pem device3.pem
+  # Prometheus metrics (plain HTTP, port {mp}): the enrollments above, by CA, operation and status
+  curl -s http://127.0.0.1:{mp}/metrics | grep '^kipuka_est_requests_total'
 
 Starting kipuka serve on 127.0.0.1:{port}; Ctrl-C stops it. Next runs reuse everything
 (delete {shown} to start over).
@@ -597,4 +605,9 @@ Starting kipuka serve on 127.0.0.1:{port}; Ctrl-C stops it. Next runs reuse ever
 /// The plain-HTTP status port (CRLs, OCSP): the TLS port + 1.
 fn status_port(port: u16) -> u16 {
     port.wrapping_add(1)
+}
+
+/// The metrics port (`[metrics] listen`): the TLS port + 2.
+fn metrics_port(port: u16) -> u16 {
+    port.wrapping_add(2)
 }

@@ -32,6 +32,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "libclang-dev",
         "bindgen (libclang) in Kryoptic's ossl-sys build script",
     ),
+    (
+        "python3-prometheus-client",
+        "an independent Prometheus text parser for the scraped /metrics (tests/metrics.rs)",
+    ),
 ];
 
 fn installed(pkg: &str) -> bool {

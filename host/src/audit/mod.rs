@@ -326,6 +326,9 @@ impl Auditor {
 }
 
 fn log(ev: &AuditEvent) {
+    if let AuditEvent::CertificateIssued { ca_id, .. } = ev {
+        crate::metrics::certificate_issued(ca_id);
+    }
     let details = ev.to_json();
     if ev.is_warning() {
         tracing::warn!(event = ev.kind(), ca_id = ev.ca_id(), %details, "{}", ev.message());

@@ -52,6 +52,7 @@ use super::{
 use crate::{
     config::{CaConfig, KeySpec},
     hsm::{engine::CaKey, CaSigner, HsmError, KeyAlgorithm, SignatureScheme},
+    metrics::SignLabels,
     policy::ApprovedNames,
 };
 
@@ -189,6 +190,8 @@ pub struct Issuer {
     ca_public_key: PublicKey,
     ca_spki_der: Vec<u8>,
     profile: Profile,
+    /// Labels of this CA's `kipuka_hsm_sign_duration_seconds`.
+    sign_labels: SignLabels,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -263,7 +266,13 @@ impl Issuer {
             .collect::<Result<_, _>>()
             .map_err(|e| config(format!("profile URLs: {e}")))?,
         };
+        let sign_labels = SignLabels {
+            ca: ca.id.clone(),
+            plugin: key.signer.plugin(),
+            mechanism: key.mechanism.clone(),
+        };
         Ok(Issuer {
+            sign_labels,
             ca_id: ca.id.clone(),
             ca_name: tbs.subject().clone(),
             ca_not_after: tbs.validity().not_after.to_system_time(),
@@ -308,7 +317,7 @@ impl Issuer {
     /// `/serverkeygen` key package — and checks the signature against the CA
     /// certificate, as every certificate signature is checked.
     pub async fn sign_message(&self, message: Arc<[u8]>) -> Result<Vec<u8>, IssueError> {
-        let signature = self.signer.sign(message.clone()).await?;
+        let signature = timed_sign(&self.signer, Some(&self.sign_labels), message.clone()).await?;
         if self
             .ca_public_key
             .verify(&self.algorithm, &message, &signature)
@@ -410,6 +419,7 @@ impl Issuer {
         };
         let cert = sign_certificate(
             &self.signer,
+            Some(&self.sign_labels),
             &self.algorithm_id,
             &self.ca_spki_der,
             &self.ca_public_key,
@@ -543,6 +553,7 @@ impl DynSignatureAlgorithmIdentifier for AlgorithmOnly<'_> {
 /// with `issuer_key` and assembles the certificate.
 pub(crate) async fn sign_certificate(
     signer: &CaSigner,
+    labels: Option<&SignLabels>,
     algorithm_id: &AlgorithmIdentifierOwned,
     issuer_spki: &[u8],
     issuer_key: &PublicKey,
@@ -570,7 +581,7 @@ pub(crate) async fn sign_certificate(
         issuer_spki,
     };
     let tbs: Arc<[u8]> = builder.finalize(&placeholder).map_err(encoding)?.into();
-    let signature = signer.sign(tbs.clone()).await?;
+    let signature = timed_sign(signer, labels, tbs.clone()).await?;
     if issuer_key.verify(algorithm, &tbs, &signature).is_err() {
         return Err(IssueError::Hsm(HsmError::Internal(format!(
             "the signer returned a {algorithm} signature that does not verify with the CA \
@@ -591,6 +602,21 @@ pub fn algorithm_identifier(
         .map_err(IssueError::Config)?
         .algorithm_identifier()
         .map_err(encoding)
+}
+
+/// Has `signer` sign `data`; a success is timed into
+/// `kipuka_hsm_sign_duration_seconds` when `labels` are given.
+async fn timed_sign(
+    signer: &CaSigner,
+    labels: Option<&SignLabels>,
+    data: Arc<[u8]>,
+) -> Result<Vec<u8>, HsmError> {
+    let started = std::time::Instant::now();
+    let signature = signer.sign(data).await?;
+    if let Some(labels) = labels {
+        crate::metrics::hsm_sign(labels, started.elapsed());
+    }
+    Ok(signature)
 }
 
 #[cfg(test)]

@@ -78,6 +78,7 @@ pub async fn self_signed_ca(
     };
     let cert = sign_certificate(
         key,
+        None,
         &algorithm_id,
         spki_der,
         &public_key,

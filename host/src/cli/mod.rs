@@ -5,6 +5,7 @@ pub mod certs;
 pub mod check;
 pub mod codes;
 pub mod csr;
+pub mod metrics;
 pub mod plugins;
 pub mod serve;
 

@@ -33,7 +33,15 @@ fn init_logging(config: &Config) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
+        // Stable field names: timestamp, level, target, the event's own
+        // fields flattened beside `message`, and `span` (`request_id` for
+        // every line about one HTTP request).
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
         LogFormat::Human => builder.try_init(),
     };
 }
@@ -151,6 +159,8 @@ async fn run(config: Config) -> Result<(), String> {
     let mut crl_retry = std::collections::HashMap::new();
     crate::est::status::refresh_crls(&service, &mut crl_retry).await;
     let crl_task = crate::est::status::spawn_crl_refresh(service.clone());
+    let metrics_task =
+        crate::cli::metrics::start_metrics(config.metrics.listen, engine.pool(), &service).await?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
@@ -207,6 +217,9 @@ async fn run(config: Config) -> Result<(), String> {
     .await;
     health_task.abort();
     crl_task.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     let _ = status_stop.send(());
     if let Some(task) = status_task {
         let _ = task.await;

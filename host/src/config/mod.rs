@@ -66,6 +66,17 @@ pub struct Config {
     pub log: LogConfig,
     /// `[limits]`: rate limits, per process.
     pub limits: LimitsConfig,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: Prometheus metrics on a listener of their own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Plain-HTTP socket serving `GET /metrics` (e.g. `127.0.0.1:9464`).
+    /// Absent: no metrics are kept or served. Never the EST listener.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[limits]`: token-bucket rate limits, kept in each process's memory (N

@@ -565,3 +565,21 @@ fn default_ca_rules() {
     assert_eq!(c.ca_by_label("bee").map(|ca| ca.id.as_str()), Some("b"));
     assert!(c.ca_by_label("b").is_none());
 }
+
+#[test]
+fn metrics_need_a_socket_of_their_own() {
+    let msg = invalid_msg(
+        "[server]\nlisten = \"127.0.0.1:8443\"\n[metrics]\nlisten = \"127.0.0.1:8443\"\n",
+    );
+    assert!(
+        msg.contains("metrics.listen") && msg.contains("server.listen"),
+        "{msg}"
+    );
+    let msg = invalid_msg(
+        "[server]\nhttp_listen = \"127.0.0.1:8080\"\n[metrics]\nlisten = \"127.0.0.1:8080\"\n",
+    );
+    assert!(msg.contains("server.http_listen"), "{msg}");
+    let c = parsed_valid(&format!("{BASE}[metrics]\nlisten = \"127.0.0.1:9464\"\n"));
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(parsed_valid(BASE).metrics.listen, None, "off when absent");
+}

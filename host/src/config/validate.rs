@@ -1,7 +1,7 @@
 //! Cross-field rules that serde cannot express. Each error names where
 //! (`ca "ec"`, `hsm`, ...) and the offending value.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, net::SocketAddr};
 
 use kipuka_plugin_api::UserType;
 
@@ -68,7 +68,8 @@ impl Config {
         check_cas(&self.ca)?;
         check_auth(&self.auth, &self.ca)?;
         check_db(&self.db)?;
-        check_log(&self.log)
+        check_log(&self.log)?;
+        check_metrics(&self.metrics, &self.server)
     }
 }
 
@@ -488,4 +489,29 @@ fn check_log(log: &LogConfig) -> Result<(), ConfigError> {
             ),
         ))
     }
+}
+
+/// `[metrics] listen` must be a socket of its own: metrics are plain HTTP
+/// and must never be reachable on the EST port (or the status port).
+fn check_metrics(m: &super::MetricsConfig, server: &ServerConfig) -> Result<(), ConfigError> {
+    let Some(listen) = m.listen else {
+        return Ok(());
+    };
+    // Port 0 asks the kernel for a free port: never the same as another.
+    let same = |other: SocketAddr| listen.port() != 0 && listen == other;
+    if same(server.listen) {
+        return Err(invalid(
+            "metrics.listen",
+            format!(
+                "{listen} is the EST listener (server.listen): metrics need a socket of their own"
+            ),
+        ));
+    }
+    if server.http_listen.is_some_and(same) {
+        return Err(invalid(
+            "metrics.listen",
+            format!("{listen} is the status listener (server.http_listen): metrics need a socket of their own"),
+        ));
+    }
+    Ok(())
 }

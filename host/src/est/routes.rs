@@ -13,7 +13,10 @@ use crate::{hsm::HealthState, tls::ConnInfo};
 
 use zeroize::Zeroizing;
 
+use crate::metrics;
+
 use super::{
+    connection::access::RequestFacts,
     error::EstError,
     serverkeygen::{multipart, KeygenReply},
     service::{CaEndpoint, Enrollment, EstReply, EstService},
@@ -133,14 +136,39 @@ where
     S: futures_util::Stream<Item = Result<Bytes, warp::Error>> + Unpin,
 {
     let realm = svc.realm.clone();
+    let mut facts = RequestFacts::default();
     let (label, op) = match parse_tail(&req.tail) {
         Ok(x) => x,
-        Err(e) => return e.into_response(&realm),
+        Err(e) => {
+            facts.operation = "unknown";
+            return facts.attach(e.into_response(&realm));
+        }
     };
+    facts.operation = metrics::operation_label(op);
     let ca = match svc.ca(label) {
         Ok(ca) => ca,
-        Err(e) => return e.into_response(&realm),
+        Err(e) => return facts.attach(e.into_response(&realm)),
     };
+    facts.ca = Some(ca.config.id.clone());
+    let response = answer(&svc, &ca, op, &req, body, timeout, &mut facts).await;
+    facts.attach(response)
+}
+
+/// The answer to `op` on `ca`; `facts.client` is set once the client has
+/// authenticated.
+async fn answer<S>(
+    svc: &EstService,
+    ca: &Arc<CaEndpoint>,
+    op: &str,
+    req: &EstRequest,
+    body: S,
+    timeout: Duration,
+    facts: &mut RequestFacts,
+) -> Response
+where
+    S: futures_util::Stream<Item = Result<Bytes, warp::Error>> + Unpin,
+{
+    let realm = svc.realm.clone();
     let allow = |methods: &'static str, e: EstError| {
         let mut r = e.into_response(&realm);
         r.headers_mut()
@@ -148,8 +176,8 @@ where
         r
     };
     match (op, &req.method) {
-        ("cacerts", &Method::GET) => reply(svc.cacerts(&ca), &req.headers),
-        ("csrattrs", &Method::GET) => match svc.csrattrs(&ca) {
+        ("cacerts", &Method::GET) => reply(svc.cacerts(ca), &req.headers),
+        ("csrattrs", &Method::GET) => match svc.csrattrs(ca) {
             Some(r) => reply(r, &req.headers),
             None => {
                 let mut r = Response::new(Bytes::new().into());
@@ -159,23 +187,25 @@ where
         },
         ("simpleenroll", &Method::POST) => {
             enroll(
-                &svc,
-                &ca,
+                svc,
+                ca,
                 Operation::Enroll(Enrollment::Simple),
-                &req,
+                req,
                 body,
                 timeout,
+                facts,
             )
             .await
         }
         ("simplereenroll", &Method::POST) => {
             enroll(
-                &svc,
-                &ca,
+                svc,
+                ca,
                 Operation::Enroll(Enrollment::Re),
-                &req,
+                req,
                 body,
                 timeout,
+                facts,
             )
             .await
         }
@@ -184,7 +214,7 @@ where
         )
         .into_response(&realm),
         ("serverkeygen", &Method::POST) => {
-            enroll(&svc, &ca, Operation::ServerKeygen, &req, body, timeout).await
+            enroll(svc, ca, Operation::ServerKeygen, req, body, timeout, facts).await
         }
         ("cacerts" | "csrattrs", _) => allow(
             "GET",
@@ -214,6 +244,7 @@ async fn enroll<S>(
     req: &EstRequest,
     body: S,
     timeout: Duration,
+    facts: &mut RequestFacts,
 ) -> Response
 where
     S: futures_util::Stream<Item = Result<Bytes, warp::Error>> + Unpin,
@@ -241,6 +272,7 @@ where
             return e.into_response(&svc.realm);
         }
     };
+    facts.client = Some(principal.describe());
     let result = async {
         let content_type = match req.headers.get(header::CONTENT_TYPE) {
             None => None,

@@ -17,6 +17,7 @@ use crate::{
     config::{CaConfig, KeySpec},
     hsm::{HealthState, SessionPool},
     limits::{Limited, Limits},
+    metrics,
     policy::{ApprovedNames, NamePolicy, PolicyError},
     revocation::{crl::CrlSlot, ocsp::OcspCache},
     store::{IssuedRecord, SharedStore, StoreError, CODE_PREFIX},
@@ -511,12 +512,15 @@ impl EstService {
         };
         let code_store = |e| EstError::Unavailable(format!("certificate store: {e}"));
         let (store, code) = (self.store.clone(), id.clone());
+        let started = std::time::Instant::now();
         let taken = tokio::task::spawn_blocking(move || {
             store.take_enrollment_code_use(&code, SystemTime::now())
         })
         .await
         .map_err(internal)?
         .map_err(code_store)?;
+        metrics::store_operation("take_enrollment_code_use", started.elapsed());
+        metrics::enrollment_code(if taken { "taken" } else { "refused" });
         if !taken {
             return Err(EstError::Forbidden(format!(
                 "enrollment code {id} is used up, expired or revoked"
@@ -530,7 +534,9 @@ impl EstService {
             let given =
                 tokio::task::spawn_blocking(move || store.give_back_enrollment_code_use(&code))
                     .await;
-            if !matches!(given, Ok(Ok(()))) {
+            if matches!(given, Ok(Ok(()))) {
+                metrics::enrollment_code("given_back");
+            } else {
                 tracing::warn!(code = %id, "an enrollment code use could not be given back");
             }
         }
@@ -578,7 +584,10 @@ impl EstService {
             };
             // The certificate and its event in one commit: the answer waits
             // for one durable write, not two.
-            match self.store.record_issued_with_event(record, &event).await {
+            let started = std::time::Instant::now();
+            let recorded = self.store.record_issued_with_event(record, &event).await;
+            metrics::store_operation("record_issued", started.elapsed());
+            match recorded {
                 Ok(()) => {
                     self.auditor.log(&event);
                     return Ok(issued.der);

@@ -280,6 +280,7 @@ where
         }
     };
     let answer = respond(&*svc.store, &ca.issuer, &ca.config.ocsp, &ca.ocsp, &der).await;
+    crate::metrics::ocsp_response(answer.status);
     Ok(ocsp_reply(answer, get))
 }
 

@@ -117,6 +117,27 @@ impl HsmError {
         }
     }
 
+    /// The `code` label of `kipuka_hsm_errors`: the CKR name, or what the
+    /// pool itself gave up on. Bounded: every vendor-defined value is one
+    /// label (the log line names the value).
+    pub fn metric_code(&self) -> String {
+        match self {
+            HsmError::Pkcs11 {
+                source: CkError::Pkcs11(RvError::VendorDefined(_), _),
+                ..
+            } => "CKR_VENDOR_DEFINED".into(),
+            HsmError::Pkcs11 {
+                source: e @ CkError::Pkcs11(..),
+                ..
+            } => ckr_name(e),
+            HsmError::Pkcs11 { .. } => "library".into(),
+            HsmError::Busy { .. } => "busy".into(),
+            HsmError::TimedOut(_) => "timeout".into(),
+            HsmError::Unavailable(_) => "unavailable".into(),
+            _ => "other".into(),
+        }
+    }
+
     /// How the pool should treat this failure.
     pub fn class(&self) -> FailureClass {
         match self.rv() {

@@ -140,6 +140,13 @@ impl SessionPool {
         &self.health
     }
 
+    /// Sessions open and idle in the pool now (the rest of
+    /// [`PoolStats::open`] are in use). Not in [`Self::stats`], which the
+    /// signing path reads and which must not take the pool lock.
+    pub fn idle_sessions(&self) -> usize {
+        self.idle.lock().expect("pool lock").len()
+    }
+
     /// Counters.
     pub fn stats(&self) -> PoolStats {
         PoolStats {
@@ -178,9 +185,12 @@ impl SessionPool {
             let permit =
                 tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
                     .await
-                    .map_err(|_| HsmError::Busy {
-                        pool_size: self.size,
-                        waited: started.elapsed(),
+                    .map_err(|_| {
+                        crate::metrics::hsm_error("busy");
+                        HsmError::Busy {
+                            pool_size: self.size,
+                            waited: started.elapsed(),
+                        }
                     })?
                     .map_err(|_| HsmError::Internal("session pool closed".into()))?;
             let pool = self.clone();
@@ -190,12 +200,17 @@ impl SessionPool {
             // way (a partition's idle timeout closes them all), so each is
             // checked before use.
             let verify_idle = attempt > 0;
+            // The request's span (its request id) follows the call onto the
+            // blocking thread, so the HSM's log lines name the request.
+            let span = tracing::Span::current();
             let worker = tokio::task::spawn_blocking(move || {
+                let _span = span.enter();
                 let _permit = permit;
                 pool.run_blocking_on(&*op, verify_idle)
             });
             let Ok(joined) = tokio::time::timeout(self.operation_timeout, worker).await else {
                 let e = HsmError::TimedOut(self.operation_timeout);
+                crate::metrics::hsm_error(&e.metric_code());
                 tracing::warn!(token = %self.ctx.summary().label, error = %e, "HSM operation timed out");
                 // Counts towards degraded/unavailable; the late answer, if it
                 // comes, counts as a success again.
@@ -234,6 +249,7 @@ impl SessionPool {
         let session = match self.checkout(verify_idle) {
             Ok(s) => s,
             Err(e) => {
+                crate::metrics::hsm_error(&e.metric_code());
                 self.health
                     .failure(&e.to_string(), e.class() == FailureClass::Token);
                 return Err(e);
@@ -246,6 +262,7 @@ impl SessionPool {
                 Ok(v)
             }
             Err(e) => {
+                crate::metrics::hsm_error(&e.metric_code());
                 match e.class() {
                     FailureClass::Operation => self.checkin(session),
                     class => {

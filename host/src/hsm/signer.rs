@@ -142,7 +142,17 @@ impl HsmKeySigner {
         self.pool
             .run(move |session| {
                 let handle = key.handle(&pool, session)?;
-                sign_with(session, handle, scheme, mechanism, &data).inspect_err(|e| {
+                let started = std::time::Instant::now();
+                let signed = sign_with(session, handle, scheme, mechanism, &data);
+                tracing::debug!(
+                    target: "kipuka::hsm",
+                    mechanism = %mechanism.mechanism(),
+                    bytes = data.len(),
+                    ok = signed.is_ok(),
+                    micros = started.elapsed().as_micros() as u64,
+                    "C_Sign"
+                );
+                signed.inspect_err(|e| {
                     // A stale handle after an HSM restart: find the key again next time.
                     if e.class() != FailureClass::Operation {
                         key.handle.lock().expect("key lock").0 = usize::MAX;
@@ -162,6 +172,15 @@ impl HsmKeySigner {
 }
 
 impl CaSigner {
+    /// The vendor plugin that reaches the key, or `software` for the
+    /// ML-DSA fallback: the `plugin` label of the signing metrics.
+    pub fn plugin(&self) -> String {
+        match self {
+            CaSigner::Hsm(s) => s.pool.context().profile().name.clone(),
+            CaSigner::Software(_) => "software".into(),
+        }
+    }
+
     /// Where the key is held.
     pub fn custody(&self) -> KeyCustody {
         match self {

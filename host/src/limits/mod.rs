@@ -107,7 +107,9 @@ pub struct Limited {
     pub retry_after: u64,
 }
 
-fn limited(what: String, wait: Duration) -> Limited {
+/// `limit` names the `[limits]` entry, for `kipuka_rate_limited`.
+fn limited(limit: &'static str, what: String, wait: Duration) -> Limited {
+    crate::metrics::rate_limited(limit);
     Limited {
         what,
         retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
@@ -141,12 +143,22 @@ impl Limits {
     pub fn before_password(&self, ip: Option<IpAddr>, user: &str) -> Result<(), Limited> {
         let now = Instant::now();
         if let (Some(l), Some(ip)) = (&self.failures_by_ip, ip) {
-            l.check(&ip.to_string(), now)
-                .map_err(|w| limited(format!("too many failed authentications from {ip}"), w))?;
+            l.check(&ip.to_string(), now).map_err(|w| {
+                limited(
+                    "failed_auth_by_ip",
+                    format!("too many failed authentications from {ip}"),
+                    w,
+                )
+            })?;
         }
         if let Some(l) = &self.failures_by_user {
-            l.check(user, now)
-                .map_err(|w| limited(format!("too many failed authentications as {user}"), w))?;
+            l.check(user, now).map_err(|w| {
+                limited(
+                    "failed_auth_by_user",
+                    format!("too many failed authentications as {user}"),
+                    w,
+                )
+            })?;
         }
         Ok(())
     }
@@ -167,12 +179,18 @@ impl Limits {
     pub fn enrollment(&self, requester: &str, ip: Option<IpAddr>) -> Result<(), Limited> {
         let now = Instant::now();
         if let (Some(l), Some(ip)) = (&self.enroll_by_ip, ip) {
-            l.take(&ip.to_string(), now)
-                .map_err(|w| limited(format!("too many enrollments from {ip}"), w))?;
+            l.take(&ip.to_string(), now).map_err(|w| {
+                limited("enroll_by_ip", format!("too many enrollments from {ip}"), w)
+            })?;
         }
         if let Some(l) = &self.enroll_by_requester {
-            l.take(requester, now)
-                .map_err(|w| limited(format!("too many enrollments by {requester}"), w))?;
+            l.take(requester, now).map_err(|w| {
+                limited(
+                    "enroll_by_requester",
+                    format!("too many enrollments by {requester}"),
+                    w,
+                )
+            })?;
         }
         Ok(())
     }

@@ -45,6 +45,9 @@ pub struct OcspAnswer {
     /// thisUpdate and nextUpdate of a successful single-certificate
     /// response without nonce (the one HTTP caches may keep).
     pub validity: Option<(SystemTime, SystemTime)>,
+    /// For `kipuka_ocsp_responses`: `good`, `revoked`, `unknown` (one
+    /// certificate asked), `several`, or the error status.
+    pub status: &'static str,
 }
 
 impl OcspAnswer {
@@ -52,6 +55,14 @@ impl OcspAnswer {
         OcspAnswer {
             der: error_response(status).into(),
             validity: None,
+            status: match status {
+                ResponseStatus::MalformedRequest => "malformedRequest",
+                ResponseStatus::InternalError => "internalError",
+                ResponseStatus::TryLater => "tryLater",
+                ResponseStatus::SigRequired => "sigRequired",
+                ResponseStatus::Unauthorized => "unauthorized",
+                _ => "error",
+            },
         }
     }
 }
@@ -222,6 +233,14 @@ pub async fn respond(
             let answer = OcspAnswer {
                 der: der.into(),
                 validity: key.is_some().then_some((now, now + max_age)),
+                status: match answers.as_slice() {
+                    [one] => match one.status {
+                        CertStatus::Good => "good",
+                        CertStatus::Revoked { .. } => "revoked",
+                        CertStatus::Unknown => "unknown",
+                    },
+                    _ => "several",
+                },
             };
             if let Some(k) = key {
                 cache.put(

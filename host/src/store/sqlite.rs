@@ -532,7 +532,10 @@ fn run_writer(conn: &Mutex<Connection>, jobs: &mpsc::Receiver<Job>, name: &str) 
         }
         if !batch.is_empty() {
             let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let started = std::time::Instant::now();
             write_batch(&mut conn, &mut batch, name);
+            // One group commit (fsync included) for the whole batch.
+            crate::metrics::store_operation("commit_batch", started.elapsed());
         }
         if let Some(ack) = shutdown {
             let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);

@@ -10,6 +10,7 @@
 //!   slow) says `Connection: close` and closes gracefully ([`linger`]), so
 //!   the client receives the whole answer.
 
+pub mod access;
 pub mod body;
 pub mod header_case;
 pub mod linger;
@@ -19,6 +20,7 @@ use std::net::SocketAddr;
 use hyper::{body::Incoming, server::conn::http1, Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::Instrument;
 use warp::{reply::Response, Filter};
 
 use crate::tls::ConnInfo;
@@ -57,6 +59,9 @@ pub async fn serve_connection<IO, F>(
     let on_close = linger.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (mut parts, body) = req.into_parts();
+        let head = access::RequestHead::new(&parts.method, parts.uri.path(), &parts.headers);
+        let id = access::request_id();
+        let span = tracing::info_span!("request", request_id = %id);
         parts.extensions.insert(info.clone());
         let unread = Unread::default();
         let req = Request::from_parts(parts, TrackedBody::new(body, unread.clone()));
@@ -64,12 +69,15 @@ pub async fn serve_connection<IO, F>(
         let spellings = spellings.clone();
         let linger = linger.clone();
         async move {
-            let mut response = tower_service::Service::call(&mut svc, req).await?;
+            let mut response = tower_service::Service::call(&mut svc, req)
+                .instrument(span.clone())
+                .await?;
             // The routes' future, and with it the body, is dropped by now.
             if settle(&unread, &mut response, drain).await == Settled::Close {
                 linger.set();
             }
             spellings.apply(&mut response);
+            span.in_scope(|| access::finish(&head, &id, &mut response));
             Ok::<_, std::convert::Infallible>(response)
         }
     });
