@@ -6,6 +6,8 @@ pub mod check;
 pub mod codes;
 pub mod csr;
 pub mod plugins;
+pub mod reload;
+pub mod sd_notify;
 pub mod serve;
 
 use std::path::PathBuf;
