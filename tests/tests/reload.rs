@@ -182,7 +182,7 @@ fn sighup_applies_new_password_and_certificate_without_failing_requests() {
     assert_eq!(enroll(&server, "old-password", USER, PASSWORD), 401);
     let log = std::fs::read_to_string(&server.log).unwrap();
     assert!(
-        log.contains("applies only after a restart") && log.contains("section=\"server"),
+        log.contains("applies only after a restart") && log.contains("\"server (listen"),
         "the restart-only change is not reported:\n{log}"
     );
 
