@@ -96,7 +96,7 @@ const NEW_P256_KEY: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve
 /// A P-256 key `tls/NAME.key` and its certificate `tls/NAME.pem`, signed by
 /// the test TLS CA (`tls/ca.pem`, `tls/ca.key`) with the OpenSSL
 /// `-extfile` lines `ext`.
-fn tls_leaf(tls: &Path, name: &str, subject: &str, ext: &str) -> (PathBuf, PathBuf) {
+pub fn tls_leaf(tls: &Path, name: &str, subject: &str, ext: &str) -> (PathBuf, PathBuf) {
     let (key, csr, cnf, cert) = (
         tls.join(format!("{name}.key")),
         tls.join(format!("{name}.csr")),

@@ -4,10 +4,12 @@
 //!   Kryoptic into a cache, installs cargo-fuzz into it, prints `export NAME=value` lines (stdout) and writes them to
 //!   `target/kipuka-test-env.sh`. Progress goes to stderr, so `eval "$(cargo xtask deps)"` works.
 //! * `cargo xtask test` — `deps`, then fmt, clippy, build and test (release profile).
+//! * `cargo xtask deb` — `target/debian/kipuka_<version>_<arch>.deb` (see `deb.rs`).
 //! * `cargo xtask demo [--port N]` — kipuka on a SoftHSM2 token in `target/kipuka-demo/`
 //!   (kept between runs), then `kipuka serve` in the foreground.
 
 mod cargo_fuzz;
+mod deb;
 mod demo;
 mod deps;
 mod kryoptic;
@@ -26,13 +28,16 @@ commands:
           print the test env
   test    deps, then cargo fmt --check, clippy -D warnings, build and test (all --release)
   {DEMO}
+  {DEB}
   help    print this message
 
 environment:
   KIPUKA_CACHE   cache directory for the OpenSSL and Kryoptic builds and cargo-fuzz (default ~/.cache/kipuka)";
 
 fn usage() -> String {
-    USAGE.replace("{DEMO}", demo::USAGE)
+    USAGE
+        .replace("{DEMO}", demo::USAGE)
+        .replace("{DEB}", deb::USAGE)
 }
 
 fn main() -> ExitCode {
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
     {
         ["deps"] => deps::run().map(|env| print!("{}", env.to_shell())),
         ["test"] => test::run(),
+        ["deb"] => deb::run().map(|_| ()),
         // Returns only on error: it execs `kipuka serve`.
         ["demo", rest @ ..] => demo::run(rest),
         ["help" | "-h" | "--help"] => {

@@ -19,6 +19,11 @@ const PACKAGES: &[(&str, &str)] = &[
         "pki's openssl plugin, which parses EC certificates (the TLS trust anchor)",
     ),
     ("sqlite3", "inspecting token databases"),
+    ("binutils", "strip, in cargo xtask deb"),
+    (
+        "systemd",
+        "systemd-analyze verify/security on the packaged unit (tests/tests/deb_package.rs)",
+    ),
     ("perl", "OpenSSL's Configure"),
     ("make", "OpenSSL build"),
     ("gcc", "OpenSSL build"),

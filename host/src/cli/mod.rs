@@ -7,6 +7,8 @@ pub mod codes;
 pub mod csr;
 pub mod metrics;
 pub mod plugins;
+pub mod reload;
+pub mod sd_notify;
 pub mod serve;
 
 use std::path::PathBuf;

@@ -7,9 +7,14 @@ use der::Encode;
 use crate::{
     audit::{AuditEvent, Auditor},
     ca::issue::Issuer,
+    cli::{
+        reload::Reloader,
+        sd_notify::{watchdog_interval, Notifier},
+    },
     config::{Config, LogFormat},
     est::{
         auth::Authenticator,
+        current::Current,
         routes::routes,
         server::{serve, HttpLimits},
         service::{CaEndpoint, EstService},
@@ -46,7 +51,7 @@ fn init_logging(config: &Config) {
     };
 }
 
-/// Runs the server until SIGTERM or SIGINT.
+/// Runs the server until SIGTERM or SIGINT; SIGHUP reloads ([`Reloader`]).
 pub fn serve_command(config_path: &Path) -> ExitCode {
     let config = match Config::load(Some(config_path)) {
         Ok(c) => c,
@@ -75,7 +80,7 @@ pub fn serve_command(config_path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, config_path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("kipuka serve: {e}");
@@ -85,7 +90,11 @@ pub fn serve_command(config_path: &Path) -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> Result<(), String> {
+async fn run(config: Config, config_path: &Path) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Before the slow start-up: SIGHUP's default action would end the process.
+    let hangup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
+    let notifier = Notifier::from_env().map(Arc::new);
     // The URL may hold credentials: the store's error names only what is needed.
     let store = open_store(&config.db).map_err(|e| format!("certificate store: {e}"))?;
     let auditor = Auditor::new(store.clone());
@@ -140,20 +149,22 @@ async fn run(config: Config) -> Result<(), String> {
         .iter()
         .filter_map(|c| c.issuer.chain()[0].to_der().ok().map(Into::into))
         .collect();
-    let tls = server_config(&config.server, &ca_certs).map_err(|e| e.to_string())?;
+    let tls = Arc::new(Current::new(
+        server_config(&config.server, &ca_certs).map_err(|e| e.to_string())?,
+    ));
     let default_ca = config
         .default_ca()
         .and_then(|d| cas.iter().find(|c| c.config.id == d.id).cloned());
     let service = Arc::new(EstService {
         cas: cas.clone(),
         default_ca,
-        auth: Arc::new(Authenticator::new(&config.auth.users)),
+        auth: Current::new(Authenticator::new(&config.auth.users)),
         store: store.clone(),
         auditor: auditor.clone(),
         realm: config.server.realm.clone(),
         max_body: config.server.max_body_bytes,
         hsm: Some(engine.pool().clone()),
-        limits: Arc::new(Limits::new(&config.limits)),
+        limits: Current::new(Limits::new(&config.limits)),
     });
     // Every CA's first CRL is signed before the server says it listens.
     let mut crl_retry = std::collections::HashMap::new();
@@ -200,8 +211,27 @@ async fn run(config: Config) -> Result<(), String> {
             cas: cas.iter().map(|c| c.config.id.clone()).collect(),
         })
         .await;
-    // Scripts and tests wait for this line on stdout.
+    // Scripts and tests wait for this line on stdout; systemd for READY=1.
     println!("kipuka listening on https://{listen}");
+    if let Some(n) = &notifier {
+        n.ready();
+    }
+    let watchdog_task = notifier.clone().zip(watchdog_interval()).map(|(n, every)| {
+        tokio::spawn(async move {
+            loop {
+                n.watchdog();
+                tokio::time::sleep(every).await;
+            }
+        })
+    });
+    let reloader = Reloader {
+        path: config_path.to_path_buf(),
+        running: config.clone(),
+        tls: tls.clone(),
+        service: service.clone(),
+        ca_certs,
+    };
+    let reload_task = tokio::spawn(reload_on_hangup(hangup, reloader, notifier.clone()));
 
     let reason = Arc::new(std::sync::Mutex::new(String::new()));
     let reason_set = reason.clone();
@@ -212,9 +242,16 @@ async fn run(config: Config) -> Result<(), String> {
         limits,
         async move {
             *reason_set.lock().expect("reason") = shutdown_signal().await;
+            if let Some(n) = &notifier {
+                n.stopping();
+            }
         },
     )
     .await;
+    reload_task.abort();
+    if let Some(task) = watchdog_task {
+        task.abort();
+    }
     health_task.abort();
     crl_task.abort();
     if let Some(task) = metrics_task {
@@ -228,6 +265,40 @@ async fn run(config: Config) -> Result<(), String> {
     auditor.emit(AuditEvent::ServerStopped { reason }).await;
     store.close().await;
     Ok(())
+}
+
+/// Each SIGHUP: reload, telling systemd `RELOADING=1` then `READY=1` (also
+/// after a refused file: the old configuration serves on).
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    mut reloader: Reloader,
+    notifier: Option<Arc<Notifier>>,
+) {
+    while hangup.recv().await.is_some() {
+        if let Some(n) = &notifier {
+            n.reloading();
+        }
+        tracing::info!(config = %reloader.path.display(), "SIGHUP: reloading the configuration");
+        // A few small files read on this worker: not worth a blocking thread.
+        match reloader.reload() {
+            Ok(done) => {
+                for section in &done.need_restart {
+                    tracing::warn!(
+                        section,
+                        "changed, but applies only after a restart: not applied"
+                    );
+                }
+                tracing::info!(applied = ?done.applied, "configuration reloaded");
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                "configuration refused; the previous configuration keeps serving"
+            ),
+        }
+        if let Some(n) = &notifier {
+            n.ready();
+        }
+    }
 }
 
 async fn shutdown_signal() -> String {

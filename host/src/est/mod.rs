@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod connection;
 pub mod csrattrs;
+pub mod current;
 pub mod error;
 pub mod plain_http;
 pub mod routes;

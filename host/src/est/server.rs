@@ -10,7 +10,10 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::TlsAcceptor;
 use warp::{reply::Response, Filter};
 
-use super::connection::{header_case::HeaderSpellings, serve_connection};
+use super::{
+    connection::{header_case::HeaderSpellings, serve_connection},
+    current::Current,
+};
 use crate::tls::ConnInfo;
 
 /// Timeouts and limits of the HTTP layer.
@@ -37,10 +40,13 @@ pub struct HttpLimits {
     pub body_timeout: Duration,
 }
 
-/// Serves `routes` on `listener` with TLS until `shutdown` completes.
+/// Serves `routes` on `listener` with TLS until `shutdown` completes. Each
+/// connection is accepted with the TLS configuration current when it
+/// arrives: a reload (certificate, key, client trust anchors) applies to
+/// the next handshake and never to a connection already open.
 pub async fn serve<F>(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<Current<rustls::ServerConfig>>,
     routes: F,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
@@ -51,7 +57,6 @@ pub async fn serve<F>(
         + Sync
         + 'static,
 {
-    let acceptor = TlsAcceptor::from(tls);
     let spellings = match HeaderSpellings::learn().await {
         Ok(s) => s,
         Err(e) => {
@@ -102,7 +107,7 @@ pub async fn serve<F>(
             _ = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let acceptor = TlsAcceptor::from(tls.get());
         let routes = routes.clone();
         let spellings = spellings.clone();
         let watcher = graceful.watcher();

@@ -30,6 +30,7 @@ use super::{
         ClientIssuers, Credentials, NotAccepted, Principal,
     },
     csrattrs::{encode_csrattrs, CsrAttrsSpec, KeyRequest},
+    current::Current,
     error::EstError,
     wire::{certs_only, decode_body},
 };
@@ -63,8 +64,8 @@ pub struct EstService {
     pub cas: Vec<Arc<CaEndpoint>>,
     /// The CA of the unlabelled path.
     pub default_ca: Option<Arc<CaEndpoint>>,
-    /// Basic users.
-    pub auth: Arc<Authenticator>,
+    /// Basic users (replaced by a reload).
+    pub auth: Current<Authenticator>,
     /// Issued certificates and events.
     pub store: SharedStore,
     /// Audit events.
@@ -75,8 +76,8 @@ pub struct EstService {
     pub max_body: usize,
     /// The HSM where `/serverkeygen` makes keys (None: no HSM configured).
     pub hsm: Option<Arc<SessionPool>>,
-    /// `[limits]`.
-    pub limits: Arc<Limits>,
+    /// `[limits]` (replaced by a reload that changes them).
+    pub limits: Current<Limits>,
 }
 
 /// A successful enrollment: the answer, and the requested names the
@@ -329,6 +330,7 @@ impl EstService {
     ) -> Result<Principal, EstError> {
         let principal = self.principal(ca, op, conn, authorization).await?;
         self.limits
+            .get()
             .enrollment(&principal.describe(), conn.remote.map(|a| a.ip()))
             .map_err(too_many)?;
         Ok(principal)
@@ -379,16 +381,17 @@ impl EstService {
             ));
         };
         let ip = conn.remote.map(|a| a.ip());
-        self.limits
+        let limits = self.limits.get();
+        limits
             .before_password(ip, &credentials.user)
             .map_err(too_many)?;
         let result = if credentials.user.starts_with(CODE_PREFIX) {
             self.enrollment_code(ca, &credentials).await
         } else {
-            self.auth.basic(&credentials, &ca.config.id).await
+            self.auth.get().basic(&credentials, &ca.config.id).await
         };
         if let Err(EstError::Unauthorized(_)) = &result {
-            self.limits.password_failed(ip, &credentials.user);
+            limits.password_failed(ip, &credentials.user);
         }
         result
     }
@@ -409,6 +412,7 @@ impl EstService {
             .ok_or_else(wrong_credentials)?;
         if !self
             .auth
+            .get()
             .verify_hash(&code.secret_hash, &credentials.password)
             .await?
         {
