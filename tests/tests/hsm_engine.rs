@@ -3,7 +3,7 @@
 //! or by an independent Rust library; every wrapped key is unwrapped by
 //! OpenSSL or by RustCrypto's aes-kw, never by kipuka.
 
-use std::{process::Command, sync::Arc};
+use std::process::Command;
 
 use aes_kw::KeyInit;
 use kipuka::hsm::{
@@ -53,7 +53,7 @@ async fn rsa_pkcs1_and_pss_with_every_hash_verify_with_openssl() {
                     let signer = signer.expect("RSA is always native");
                     let data = random_data(300);
                     let sig = signer
-                        .sign(Arc::from(data.clone()))
+                        .sign(data.clone().into())
                         .await
                         .unwrap_or_else(|e| panic!("{kind} {label} {scheme}: {e}"));
                     assert_eq!(sig.len() * 8, bits as usize);
@@ -103,7 +103,7 @@ async fn ecdsa_on_each_curve_uses_the_curves_hash_and_verifies_with_openssl() {
             let signer = signer.unwrap();
             for _ in 0..5 {
                 let data = random_data(200);
-                let sig = signer.sign(Arc::from(data.clone())).await.unwrap();
+                let sig = signer.sign(data.clone().into()).await.unwrap();
                 assert_eq!(sig[0], 0x30, "DER Ecdsa-Sig-Value");
                 openssl_verify(&t.public_pem(&label), &data, &sig, Some(md(hash)), &[])
                     .unwrap_or_else(|e| panic!("{kind} {label}: {e}"));
@@ -143,7 +143,7 @@ async fn ml_dsa_is_native_on_kryoptic_and_verifies_with_openssl_35() {
             kipuka_plugin_api::MechanismId::ML_DSA
         );
         let data = random_data(500);
-        let sig = signer.sign(Arc::from(data.clone())).await.unwrap();
+        let sig = signer.sign(data.clone().into()).await.unwrap();
         assert_eq!(sig.len(), sig_len);
         openssl_verify(&t.public_pem(&label), &data, &sig, None, &[])
             .unwrap_or_else(|e| panic!("{label}: {e}"));

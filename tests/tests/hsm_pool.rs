@@ -64,8 +64,8 @@ async fn sixty_four_tasks_share_eight_sessions(t: &'static EngineToken) {
         let signer = signer.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..200u32 {
-                let data: Arc<[u8]> = Arc::from(format!("task {task} message {i}").into_bytes());
-                let sig = signer.sign(data.clone()).await.unwrap();
+                let data: Vec<u8> = format!("task {task} message {i}").into_bytes();
+                let sig = signer.sign(data.clone().into()).await.unwrap();
                 let sig = DerSignature::try_from(sig.as_slice()).unwrap();
                 vk.verify(&data, &sig)
                     .expect("p256 verifies kipuka's signature");
@@ -146,9 +146,9 @@ async fn recovers_from_closed_sessions_and_a_finalised_library(t: &'static Engin
         let signer = &signer;
         async move {
             for i in 0..n {
-                let data: Arc<[u8]> = Arc::from(format!("after failure {i}").into_bytes());
+                let data: Vec<u8> = format!("after failure {i}").into_bytes();
                 let sig = signer
-                    .sign(data.clone())
+                    .sign(data.clone().into())
                     .await
                     .unwrap_or_else(|e| panic!("{kind}: signature {i} failed: {e}"));
                 vk.verify(&data, &DerSignature::try_from(sig.as_slice()).unwrap())

@@ -22,10 +22,9 @@
 //!   authorityKeyIdentifier (the CA certificate's subjectKeyIdentifier).
 //!   Other requested extensions are not copied.
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
 
 use der::{asn1::BitString, flagset::FlagSet, referenced::OwnedToRef, Decode, Encode};
 use spki::{
@@ -316,7 +315,7 @@ impl Issuer {
     /// Signs `message` with the CA key — the key generator's signature on a
     /// `/serverkeygen` key package — and checks the signature against the CA
     /// certificate, as every certificate signature is checked.
-    pub async fn sign_message(&self, message: Arc<[u8]>) -> Result<Vec<u8>, IssueError> {
+    pub async fn sign_message(&self, message: Bytes) -> Result<Vec<u8>, IssueError> {
         let signature = timed_sign(&self.signer, Some(&self.sign_labels), message.clone()).await?;
         if self
             .ca_public_key
@@ -580,7 +579,7 @@ pub(crate) async fn sign_certificate(
         algorithm: algorithm_id,
         issuer_spki,
     };
-    let tbs: Arc<[u8]> = builder.finalize(&placeholder).map_err(encoding)?.into();
+    let tbs: Bytes = builder.finalize(&placeholder).map_err(encoding)?.into();
     let signature = timed_sign(signer, labels, tbs.clone()).await?;
     if issuer_key.verify(algorithm, &tbs, &signature).is_err() {
         return Err(IssueError::Hsm(HsmError::Internal(format!(
@@ -609,7 +608,7 @@ pub fn algorithm_identifier(
 async fn timed_sign(
     signer: &CaSigner,
     labels: Option<&SignLabels>,
-    data: Arc<[u8]>,
+    data: Bytes,
 ) -> Result<Vec<u8>, HsmError> {
     let started = std::time::Instant::now();
     let signature = signer.sign(data).await?;

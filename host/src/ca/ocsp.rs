@@ -4,7 +4,9 @@
 //! own responses; a delegated responder key (`[ca.ocsp] responder_key`)
 //! would add its certificate to `certs` here.
 
-use std::{sync::Arc, time::SystemTime};
+use std::time::SystemTime;
+
+use bytes::Bytes;
 
 use der::{
     asn1::{Any, BitString, GeneralizedTime, ObjectIdentifier, OctetString},
@@ -282,7 +284,7 @@ pub async fn sign_response(
         responses,
         response_extensions: nonce.map(|n| vec![n.clone()]),
     };
-    let tbs: Arc<[u8]> = data.to_der().map_err(encoding)?.into();
+    let tbs: Bytes = data.to_der().map_err(encoding)?.into();
     let signature = issuer.sign_message(tbs).await?;
     let basic = BasicOcspResponse {
         tbs_response_data: data,

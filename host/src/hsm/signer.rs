@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+
 use cryptoki::{object::ObjectHandle, session::Session};
 
 use super::{
@@ -135,7 +137,7 @@ impl HsmKeySigner {
     }
 
     /// Signs `data` on a pooled session, on a blocking thread.
-    pub async fn sign(&self, data: Arc<[u8]>) -> Result<Vec<u8>, HsmError> {
+    pub async fn sign(&self, data: Bytes) -> Result<Vec<u8>, HsmError> {
         let pool = self.pool.clone();
         let key = self.key.clone();
         let (scheme, mechanism) = (self.scheme, self.mechanism);
@@ -191,7 +193,7 @@ impl CaSigner {
 
     /// Signs `data` (the DER of a TBSCertificate) and returns the signature
     /// as X.509 carries it (DER `Ecdsa-Sig-Value` for ECDSA, raw otherwise).
-    pub async fn sign(&self, data: Arc<[u8]>) -> Result<Vec<u8>, HsmError> {
+    pub async fn sign(&self, data: Bytes) -> Result<Vec<u8>, HsmError> {
         match self {
             CaSigner::Hsm(s) => s.sign(data).await,
             CaSigner::Software(k) => {

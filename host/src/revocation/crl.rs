@@ -15,11 +15,11 @@ use bytes::Bytes;
 
 use crate::{
     ca::{
-        crl::{sign_crl, CrlContent, CrlEntry},
+        crl::{CrlEntry, CrlHeader, CrlWriter},
         issue::Issuer,
     },
     config::CrlConfig,
-    store::{CertificateStore, RevokedEntry},
+    store::CertificateStore,
 };
 
 /// A signed CRL, ready to serve.
@@ -85,28 +85,36 @@ pub fn refresh_due(slot: &CrlSlot, generation: i64, config: &CrlConfig, now: Sys
     }
 }
 
-fn entry(e: RevokedEntry) -> Option<CrlEntry> {
-    Some(CrlEntry {
-        serial: hex_bytes(&e.serial_hex)?,
-        revoked_at: e.status.revoked_at,
-        reason_code: e.status.reason_code,
-        invalidity_date: e.status.invalidity_date,
-    })
-}
-
-fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
+/// The octets of a lowercase-hex serial, in `out`; None if it is not hex
+/// octets (only a row not written by kipuka can hold such a serial).
+fn hex_bytes<'a>(hex: &str, out: &'a mut [u8; 64]) -> Option<&'a [u8]> {
+    let digits = hex.as_bytes();
+    if !digits.len().is_multiple_of(2) || digits.len() > 2 * out.len() {
         return None;
     }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
+    let nibble = |d: u8| (d as char).to_digit(16).map(|v| v as u8);
+    for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *o = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(&out[..digits.len() / 2])
+}
+
+/// Runs `f`, which blocks on the store for as long as reading a large CRL
+/// takes, without stalling the other tasks of the runtime's worker.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        // A current-thread runtime (tests, tools) has no other worker to
+        // hand its tasks to.
+        _ => f(),
+    }
 }
 
 /// Reads `issuer`'s revocations from the store, draws the next cRLNumber,
 /// signs and stores the CRL in `slot`. The generation is read first, so a
 /// revocation that lands meanwhile makes the next [`refresh_due`] true.
+/// The entries go from the store's rows straight into the CRL's buffer.
 pub async fn publish(
     store: &dyn CertificateStore,
     issuer: &Issuer,
@@ -125,29 +133,47 @@ pub async fn publish(
         );
     let keep = config.keep_expired();
     let cutoff = now.checked_sub(keep).unwrap_or(SystemTime::UNIX_EPOCH);
-    let revoked = store.revoked_entries(ca_id, cutoff)?;
-    let read = revoked.len();
-    let entries: Vec<CrlEntry> = revoked.into_iter().filter_map(entry).collect();
-    let count = entries.len();
-    if count < read {
-        // Only a row not written by kipuka can have such a serial; say so
-        // rather than publish a CRL that silently lacks it.
-        tracing::error!(ca = %ca_id, unreadable = read - count, "revoked certificates with a serial that is not hex octets are not on the CRL");
-    }
     let number = store.next_crl_number(ca_id).await?;
-    let content = CrlContent {
+    let header = CrlHeader {
         number,
         this_update: now,
         next_update: now + config.validity(),
-        entries,
         expired_certs_on_crl: (config.keep_expired_days > 0).then_some(cutoff),
     };
-    let der = sign_crl(issuer, &content).await?;
+    // Sized for the previous CRL's entries: a re-signed CRL rarely differs much.
+    let hint = slot.get().map_or(0, |c| c.entries + c.entries / 16);
+    let mut writer = CrlWriter::new(issuer, header, hint)?;
+    let (mut count, mut unreadable) = (0usize, 0usize);
+    blocking(|| {
+        let mut serial = [0u8; 64];
+        store.for_each_revoked(
+            ca_id,
+            cutoff,
+            &mut |e| match hex_bytes(e.serial_hex, &mut serial) {
+                Some(serial) => {
+                    writer.push(&CrlEntry {
+                        serial,
+                        revoked_at: e.status.revoked_at,
+                        reason_code: e.status.reason_code,
+                        invalidity_date: e.status.invalidity_date,
+                    });
+                    count += 1;
+                }
+                None => unreadable += 1,
+            },
+        )
+    })?;
+    if unreadable > 0 {
+        // Say so rather than publish a CRL that silently lacks them.
+        tracing::error!(ca = %ca_id, unreadable, "revoked certificates with a serial that is not hex octets are not on the CRL");
+    }
+    let read_ms = started.elapsed().as_millis() as u64;
+    let der = writer.sign(issuer).await?;
     let crl = Arc::new(PublishedCrl {
-        der: der.into(),
+        der,
         number,
-        this_update: content.this_update,
-        next_update: content.next_update,
+        this_update: header.this_update,
+        next_update: header.next_update,
         generation,
         entries: count,
     });
@@ -157,7 +183,8 @@ pub async fn publish(
         crl_number = number,
         entries = count,
         bytes = crl.der.len(),
-        // Store read, encoding and HSM signature together.
+        // Store read and encoding, then those and the HSM signature.
+        read_ms,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "CRL signed"
     );
@@ -170,9 +197,16 @@ mod tests {
 
     #[test]
     fn hex_serials_become_bytes() {
-        assert_eq!(hex_bytes("01ff"), Some(vec![1, 0xff]));
-        assert_eq!(hex_bytes("1ff"), None);
-        assert_eq!(hex_bytes("zz"), None);
+        let mut out = [0u8; 64];
+        assert_eq!(hex_bytes("01ff", &mut out), Some(&[1u8, 0xff][..]));
+        assert_eq!(hex_bytes("1ff", &mut out), None);
+        assert_eq!(hex_bytes("zz", &mut out), None);
+        assert_eq!(hex_bytes("+1", &mut out), None, "no sign");
+        assert_eq!(hex_bytes(&"ab".repeat(65), &mut out), None);
+        assert_eq!(
+            hex_bytes(&"ab".repeat(64), &mut out).map(<[u8]>::len),
+            Some(64)
+        );
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub struct IssuedRecord {
 }
 
 /// A certificate's revocation, as recorded.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RevocationStatus {
     /// When it was revoked (whole seconds).
     pub revoked_at: SystemTime,
@@ -145,6 +145,18 @@ pub struct CertificateFilter<'a> {
 pub struct RevokedEntry {
     /// The serial, lowercase hex.
     pub serial_hex: String,
+    /// The certificate's notAfter.
+    pub not_after: SystemTime,
+    /// Its revocation.
+    pub status: RevocationStatus,
+}
+
+/// One entry of a CRL, borrowed from the store's row while it is visited
+/// (see [`CertificateStore::for_each_revoked`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RevokedRef<'a> {
+    /// The serial, lowercase hex.
+    pub serial_hex: &'a str,
     /// The certificate's notAfter.
     pub not_after: SystemTime,
     /// Its revocation.
@@ -342,13 +354,33 @@ pub trait CertificateStore: Send + Sync + 'static {
         filter: &CertificateFilter<'_>,
     ) -> Result<Vec<CertificateEntry>, StoreError>;
 
-    /// The revoked certificates of `ca_id` whose notAfter is at or after
-    /// `not_after_from` (older ones have left the CRL), by serial.
+    /// Visits the revoked certificates of `ca_id` whose notAfter is at or
+    /// after `not_after_from` (older ones have left the CRL), by serial,
+    /// one row at a time: a CRL of a million entries is encoded as it is
+    /// read, never held as a million values.
+    fn for_each_revoked(
+        &self,
+        ca_id: &str,
+        not_after_from: SystemTime,
+        visit: &mut dyn FnMut(RevokedRef<'_>),
+    ) -> Result<(), StoreError>;
+
+    /// [`for_each_revoked`](Self::for_each_revoked), collected.
     fn revoked_entries(
         &self,
         ca_id: &str,
         not_after_from: SystemTime,
-    ) -> Result<Vec<RevokedEntry>, StoreError>;
+    ) -> Result<Vec<RevokedEntry>, StoreError> {
+        let mut entries = Vec::new();
+        self.for_each_revoked(ca_id, not_after_from, &mut |e| {
+            entries.push(RevokedEntry {
+                serial_hex: e.serial_hex.to_owned(),
+                not_after: e.not_after,
+                status: e.status,
+            })
+        })?;
+        Ok(entries)
+    }
 
     /// A number that grows with every revocation and unhold, of any CA, by
     /// any process sharing the database: cheap to poll.

@@ -25,7 +25,7 @@ use super::{
     from_unix_secs,
     sqlite::{EventRow, SqliteStore, INSERT_EVENT},
     unix_millis, unix_secs, BoxFuture, CertificateEntry, CertificateFilter, IssuedRecord,
-    RevocationRequest, RevocationStatus, RevokedEntry, StatusFilter, StoreError,
+    RevocationRequest, RevocationStatus, RevokedRef, StatusFilter, StoreError,
 };
 
 /// The columns [`entry`] reads, in its order.
@@ -304,34 +304,45 @@ pub(super) fn list(
     rows.into_iter().map(|row| with_sans(op, row)).collect()
 }
 
-/// The CRL entries of `ca_id`, by serial.
-pub(super) fn revoked_entries(
+/// The CRL entries of `ca_id`, by serial, visited row by row. The partial
+/// index `issued_certificates_crl` (migration 5) holds every column read
+/// here in serial order, so SQLite walks one index and neither sorts nor
+/// touches the table.
+pub(super) fn for_each_revoked(
     conn: &Connection,
     ca_id: &str,
     not_after_from: SystemTime,
-) -> Result<Vec<RevokedEntry>, StoreError> {
-    conn.prepare_cached(
-        "SELECT serial_hex, not_after, revoked_at, revocation_reason, invalidity_date
-         FROM issued_certificates
-         WHERE ca_id = ?1 AND revoked_at IS NOT NULL AND not_after >= ?2
-         ORDER BY serial_hex",
-    )
-    .and_then(|mut s| {
-        s.query_map((ca_id, unix_secs(not_after_from)), |r| {
-            let serial_hex: String = r.get(0)?;
+    visit: &mut dyn FnMut(RevokedRef<'_>),
+) -> Result<(), StoreError> {
+    let mut read = || -> rusqlite::Result<()> {
+        let mut s = conn.prepare_cached(CRL_ENTRIES)?;
+        let mut rows = s.query((ca_id, unix_secs(not_after_from)))?;
+        while let Some(r) = rows.next()? {
+            let serial_hex = r.get_ref(0)?.as_str().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+            })?;
             let not_after: i64 = r.get(1)?;
-            Ok(revocation_at(r, 2)?.map(|status| RevokedEntry {
-                serial_hex,
-                not_after: from_unix_secs(not_after),
-                status,
-            }))
-        })?
-        // The WHERE clause keeps only revoked rows: every one is Some.
-        .filter_map(Result::transpose)
-        .collect()
-    })
-    .map_err(db("reading revoked certificates"))
+            // The WHERE clause keeps only revoked rows: every one is Some.
+            if let Some(status) = revocation_at(r, 2)? {
+                visit(RevokedRef {
+                    serial_hex,
+                    not_after: from_unix_secs(not_after),
+                    status,
+                });
+            }
+        }
+        Ok(())
+    };
+    read().map_err(db("reading revoked certificates"))
 }
+
+/// What [`for_each_revoked`] reads. `revoked_at IS NOT NULL` is spelled as
+/// in the partial index's WHERE, which is what lets SQLite use it.
+pub(super) const CRL_ENTRIES: &str =
+    "SELECT serial_hex, not_after, revoked_at, revocation_reason, invalidity_date
+     FROM issued_certificates
+     WHERE ca_id = ?1 AND revoked_at IS NOT NULL AND not_after >= ?2
+     ORDER BY serial_hex";
 
 /// The newest `revocation_log` id, of one CA or of all (0: none yet).
 pub(super) fn generation(conn: &Connection, ca_id: Option<&str>) -> Result<i64, StoreError> {

@@ -29,7 +29,7 @@ use super::{
     codes::{self, EnrollmentCode},
     from_unix_millis, revocations, schema, unix_millis, unix_secs, BoxFuture, CertificateEntry,
     CertificateFilter, CertificateStore, DbLocation, IssuedRecord, RevocationRequest,
-    RevocationStatus, RevokedEntry, StoreError, StoredEvent, MAX_BATCH,
+    RevocationStatus, RevokedRef, StoreError, StoredEvent, MAX_BATCH,
 };
 use crate::{audit::AuditEvent, config::DbConfig};
 
@@ -452,12 +452,13 @@ impl CertificateStore for SqliteStore {
         revocations::list(&self.reader(), filter)
     }
 
-    fn revoked_entries(
+    fn for_each_revoked(
         &self,
         ca_id: &str,
         not_after_from: SystemTime,
-    ) -> Result<Vec<RevokedEntry>, StoreError> {
-        revocations::revoked_entries(&self.reader(), ca_id, not_after_from)
+        visit: &mut dyn FnMut(RevokedRef<'_>),
+    ) -> Result<(), StoreError> {
+        revocations::for_each_revoked(&self.reader(), ca_id, not_after_from, visit)
     }
 
     fn revocation_generation(&self) -> Result<i64, StoreError> {

@@ -16,6 +16,8 @@ pub mod package;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use der::{Decode, Encode};
 use kipuka_plugin_api::{Curve, HashAlg};
 use spki::AlgorithmIdentifierOwned;
@@ -350,7 +352,7 @@ impl EstService {
         let digest_alg = ca.issuer.message_digest();
         let signed_attrs =
             package::signed_attributes(&digest_alg.digest(&akp)).map_err(internal)?;
-        let to_sign: Arc<[u8]> = signed_attrs.to_der().map_err(internal)?.into();
+        let to_sign: Bytes = signed_attrs.to_der().map_err(internal)?.into();
         let signature = ca.issuer.sign_message(to_sign).await.map_err(|e| {
             if e.is_transient() {
                 EstError::Unavailable(format!("CA {}: {e}", ca.config.id))
