@@ -106,6 +106,13 @@ pub struct Args {
     #[arg(long, requires = "ocsp_request")]
     pub ocsp_nonce: bool,
 
+    /// Give every CSR this subject (e.g. `CN=device-1`, the client
+    /// certificate's) instead of a distinct `CN=kipuka-bench-...` each: for
+    /// /simplereenroll, where the server issues only the names of the
+    /// certificate being renewed. EC CSRs still differ (a fresh key each).
+    #[arg(long, value_name = "DN")]
+    pub subject: Option<String>,
+
     /// How many distinct RSA keys to generate for RSA CSRs.
     #[arg(long, default_value_t = 4)]
     pub rsa_keys: usize,

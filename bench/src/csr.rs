@@ -202,11 +202,13 @@ fn parallel<T: Send>(
     Ok(all.into_iter().map(|(_, t)| t).collect())
 }
 
-/// `count` distinct DER CSRs of `key_type` (RSA: over `rsa_keys` keys).
+/// `count` distinct DER CSRs of `key_type` (RSA: over `rsa_keys` keys),
+/// each with its own subject, or all with `subject`.
 pub fn generate(
     key_type: KeyType,
     count: usize,
     rsa_keys: usize,
+    subject: Option<&str>,
 ) -> Result<Vec<Vec<u8>>, BenchError> {
     let run: String = random_bytes::<6>()?
         .iter()
@@ -214,7 +216,10 @@ pub fn generate(
         .collect();
     // One DNS-label-like CN (letters, digits, dashes): the demo's name policy
     // (`allow_cn = ["*"]`) issues it.
-    let subject = |i: usize| format!("CN=kipuka-bench-{run}-{i}");
+    let subject = |i: usize| match subject {
+        Some(s) => s.to_string(),
+        None => format!("CN=kipuka-bench-{run}-{i}"),
+    };
     match key_type {
         KeyType::EcP256 => parallel(count, |i| build(&EcKey::generate()?, &subject(i))),
         KeyType::Rsa(bits) => {
@@ -251,7 +256,7 @@ mod tests {
     #[test]
     fn generated_csrs_pass_kipukas_own_check_and_differ() {
         for kt in [KeyType::EcP256, KeyType::Rsa(2048)] {
-            let csrs = generate(kt, 3, 2).unwrap();
+            let csrs = generate(kt, 3, 2, None).unwrap();
             assert_eq!(csrs.len(), 3);
             assert_ne!(csrs[0], csrs[1]);
             for der in &csrs {
@@ -259,6 +264,17 @@ mod tests {
                 assert!(v.subject.to_string().starts_with("CN=kipuka-bench-"));
             }
         }
+    }
+
+    #[test]
+    fn a_given_subject_is_on_every_csr() {
+        let csrs = generate(KeyType::EcP256, 2, 1, Some("CN=device-1,O=Example")).unwrap();
+        assert_ne!(csrs[0], csrs[1], "a fresh key each");
+        for der in &csrs {
+            let v = kipuka::ca::csr::verify_csr(der).unwrap();
+            assert_eq!(v.subject.to_string(), "CN=device-1,O=Example");
+        }
+        assert!(generate(KeyType::EcP256, 1, 1, Some("no equals sign")).is_err());
     }
 
     #[test]

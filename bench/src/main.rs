@@ -128,10 +128,12 @@ async fn run(args: Args) -> Result<Report, BenchError> {
                 eprintln!("generating {count} {} CSRs ...", args.key_type);
             }
             let (key_type, rsa_keys) = (args.key_type, args.rsa_keys);
-            let csrs =
-                tokio::task::spawn_blocking(move || csr::generate(key_type, count, rsa_keys))
-                    .await
-                    .map_err(|e| BenchError::Runtime(format!("CSR generation: {e}")))??;
+            let subject = args.subject.clone();
+            let csrs = tokio::task::spawn_blocking(move || {
+                csr::generate(key_type, count, rsa_keys, subject.as_deref())
+            })
+            .await
+            .map_err(|e| BenchError::Runtime(format!("CSR generation: {e}")))??;
             let bodies = csrs
                 .iter()
                 .map(|der| Bytes::from(csr::base64_body(der, args.base64_lines)))

@@ -517,3 +517,81 @@ fn a_hung_hsm_call_is_a_503_at_the_operation_timeout() {
         log_tail(&s, 20)
     );
 }
+
+/// OCSP during an HSM outage (RFC 6960 §2.3): a response signed before the
+/// outage keeps being served, verified by `openssl ocsp`, while a question
+/// that needs a new signature (another certificate, or a nonce) gets
+/// `tryLater`; when the token is back, those are answered again.
+#[test]
+fn ocsp_serves_cached_answers_and_try_later_while_the_token_is_gone() {
+    let _one = one_at_a_time();
+    let (s, mut shim) = start("", 1);
+    let ca = ca_pem(&s, "ec");
+    let enroll_one = |name: &str| {
+        let (csr, _) = s.csr(
+            name,
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            &format!("/CN={name}"),
+            None,
+        );
+        let answer = s.post_csr_basic(Some("ec"), "simpleenroll", &csr);
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        s.pkcs7_to_pem(&answer, name)
+    };
+    let (asked, unasked) = (enroll_one("asked"), enroll_one("unasked"));
+    // `openssl ocsp` for `cert` with `extra`; its whole output.
+    let ocsp = |cert: &std::path::Path, extra: &[&str]| -> String {
+        let out = kipuka_tests::est_server::openssl()
+            .args(["ocsp", "-issuer"])
+            .arg(&ca)
+            .arg("-CAfile")
+            .arg(&ca)
+            .arg("-cert")
+            .arg(cert)
+            .args(["-url", &format!("{}/ocsp/ec", s.base)])
+            .args(extra)
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let good = |out: &str, cert: &std::path::Path| {
+        out.contains("Response verify OK") && out.contains(&format!("{}: good", cert.display()))
+    };
+    let first = ocsp(&asked, &["-no_nonce"]);
+    assert!(good(&first, &asked), "{first}");
+
+    shim.set("token_gone", json!(true));
+    // Until the health check has seen it (interval 1 s), and a little more.
+    std::thread::sleep(Duration::from_millis(2500));
+    let cached = ocsp(&asked, &["-no_nonce"]);
+    assert!(good(&cached, &asked), "the cached answer stops: {cached}");
+    for (what, out) in [
+        ("an uncached certificate", ocsp(&unasked, &["-no_nonce"])),
+        ("a nonce", ocsp(&asked, &[])),
+    ] {
+        assert!(
+            out.contains("Responder Error: trylater (3)"),
+            "{what} during the outage: {out}"
+        );
+    }
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(log.contains("OCSP: tryLater"), "{}", log_tail(&s, 20));
+
+    shim.set("token_gone", json!(false));
+    let back = Instant::now();
+    loop {
+        let out = ocsp(&unasked, &[]);
+        if good(&out, &unasked) {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "not answered 10 s after the token came back: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

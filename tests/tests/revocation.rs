@@ -722,3 +722,170 @@ ca_issuers_urls = ["{http}/ca/pub.pem"]
         .arg(format!("{http}/healthz")));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
 }
+
+/// A server on SoftHSM2 with one more CA, `id`, on the EC key, with the
+/// TOML `tables` (e.g. its `[ca.crl]`).
+fn start_with_ec_ca(id: &str, tables: &str) -> EstServer {
+    let block = format!(
+        "[[ca]]\nid = \"{id}\"\ncert = \"{{dir}}/ca/{id}.pem\"\n\
+         key = \"pkcs11:token={{label}};object=ec-ca-key\"\n\
+         [ca.profile]\nallowed_keys = [\"ec:P-256\"]\n{tables}\n"
+    );
+    EstServer::start_custom(TokenKind::SoftHsm2, "", Some((id, &block)))
+}
+
+/// `[ca.crl] keep_expired_days`: a revoked certificate leaves the CRL once
+/// it has expired (default), or that many days after it expired, and a CRL
+/// that keeps expired certificates says since when with `expiredCertsOnCRL`
+/// (RFC 5280 §5.2.7). Expiry is what the store records as `not_after`: the
+/// test moves it into the past with the `sqlite3` command line rather than
+/// wait for certificates to expire.
+#[test]
+fn expired_certificates_leave_the_crl_after_the_configured_grace() {
+    let s = start_with_ec_ca("kept", "[ca.crl]\nkeep_expired_days = 5");
+    let db = s.dir.join("kipuka.db");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for label in ["ec", "kept"] {
+        let ca = s.pkcs7_to_pem(
+            &s.curl(&[&s.url(Some(label), "cacerts")]),
+            &format!("{label}-ca"),
+        );
+        let mut serials = Vec::new();
+        for name in ["recent", "old", "live", "trigger"] {
+            let (cert, _) = enroll(&s, label, &format!("{label}-{name}"));
+            serials.push(
+                openssl_serial(&cert)
+                    .trim_start_matches("serial=")
+                    .to_string(),
+            );
+        }
+        let [recent, old, live, trigger] = &serials[..] else {
+            unreachable!()
+        };
+        for hex in [recent, old, live] {
+            let out = certs(&s, &["revoke", hex.as_str(), "--reason", "superseded"]);
+            assert!(out.status.success(), "{}", text(&out));
+        }
+        wait_for_crl(&s, &ca, label, live, true, Instant::now());
+        // Expired two days ago (inside the grace of "kept") and ten days ago.
+        for (hex, days) in [(recent, 2), (old, 10)] {
+            kipuka_tests::est_client::sqlite(
+                &db,
+                &format!(
+                    "PRAGMA busy_timeout = 5000; UPDATE issued_certificates SET not_after = {} \
+                     WHERE serial_hex = '{}'",
+                    now - days * 86_400,
+                    hex.to_lowercase()
+                ),
+            );
+        }
+        // The next revocation re-signs the CRL.
+        let out = certs(&s, &["revoke", trigger.as_str(), "--reason", "superseded"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let (_, t, _) = wait_for_crl(&s, &ca, label, trigger, true, Instant::now());
+        assert!(t.contains(live.as_str()), "{label}: {t}");
+        assert!(
+            !t.contains(old.as_str()),
+            "{label}: expired 10 days ago:\n{t}"
+        );
+        // OpenSSL 3.5 has no name for expiredCertsOnCRL; it prints the OID
+        // and the value's octets, a GeneralizedTime, with their ASCII.
+        let marker = "2.5.29.60";
+        if label == "kept" {
+            assert!(t.contains(recent.as_str()), "kept for 5 days:\n{t}");
+            let since =
+                der::DateTime::from_unix_duration(std::time::Duration::from_secs(now - 5 * 86_400))
+                    .unwrap();
+            let day = format!("{:04}{:02}{:02}", since.year(), since.month(), since.day());
+            let ext = t
+                .split(marker)
+                .nth(1)
+                .unwrap_or_else(|| panic!("no expiredCertsOnCRL:\n{t}"));
+            let ext: String = ext.lines().take(3).collect();
+            assert!(
+                ext.contains(&day),
+                "expiredCertsOnCRL is not 5 days ago ({day}): {ext}"
+            );
+        } else {
+            assert!(!t.contains(recent.as_str()), "expired 2 days ago:\n{t}");
+            assert!(!t.contains(marker), "{t}");
+        }
+    }
+    let listed = certs(&s, &["list", "--status", "expired", "--json"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 4, "{listed}");
+}
+
+/// `openssl ocsp -no_nonce` for `cert` of CA `label`, the response kept in
+/// `respout`; the output, and the thisUpdate as Unix seconds (read by
+/// GNU `date` from what OpenSSL prints).
+fn ocsp_kept(s: &EstServer, label: &str, ca: &Path, cert: &Path, respout: &Path) -> (String, u64) {
+    let (ok, out) = ocsp(
+        s,
+        label,
+        ca,
+        &[cert],
+        &[],
+        &["-no_nonce", "-respout", respout.to_str().unwrap()],
+    );
+    assert!(ok && out.contains("Response verify OK"), "{out}");
+    let this_update = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("This Update: "))
+        .unwrap_or_else(|| panic!("no This Update in:\n{out}"));
+    let secs = run(Command::new("date")
+        .args(["-u", "+%s", "-d"])
+        .arg(this_update));
+    let secs = String::from_utf8_lossy(&secs.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    (out, secs)
+}
+
+/// RFC 5019 responses are kept warm by the server, not by the requests: a
+/// revocation of another certificate leaves a cached response as it was
+/// (no signature), and a response half-way to its nextUpdate is re-signed
+/// in the background, so that the next request gets a response signed
+/// before it came.
+#[test]
+fn cached_ocsp_responses_are_re_signed_in_the_background() {
+    let s = start_with_ec_ca("warm", "[ca.ocsp]\nmax_age_seconds = 60");
+    let ca = s.pkcs7_to_pem(&s.curl(&[&s.url(Some("warm"), "cacerts")]), "warm-ca");
+    let (kept, _) = enroll(&s, "warm", "warm-kept");
+    let (lost, _) = enroll(&s, "warm", "warm-lost");
+    let (first, first_at) = (s.dir.join("first.der"), Instant::now());
+    let (_, t1) = ocsp_kept(&s, "warm", &ca, &kept, &first);
+
+    let hex = openssl_serial(&lost)
+        .trim_start_matches("serial=")
+        .to_string();
+    let out = certs(&s, &["revoke", &hex, "--reason", "keyCompromise"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for_ocsp(&s, "warm", &ca, &lost, "revoked", Instant::now());
+    let again = s.dir.join("again.der");
+    ocsp_kept(&s, "warm", &ca, &kept, &again);
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&again).unwrap(),
+        "another certificate's revocation re-signed this one's response"
+    );
+
+    // Re-signed at 30 s (half of max_age), within the refresh task's second.
+    std::thread::sleep(Duration::from_secs(40).saturating_sub(first_at.elapsed()));
+    let asked_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (out, t3) = ocsp_kept(&s, "warm", &ca, &kept, &s.dir.join("later.der"));
+    assert!(out.contains(&format!("{}: good", kept.display())), "{out}");
+    assert!(
+        (t1 + 30..=t1 + 33).contains(&t3),
+        "thisUpdate {t3}: first {t1}, asked at {asked_at}: not re-signed half-way"
+    );
+    assert!(t3 + 5 <= asked_at, "re-signed when asked, not before");
+}

@@ -169,7 +169,7 @@ async fn run(config: Config, config_path: &Path) -> Result<(), String> {
     // Every CA's first CRL is signed before the server says it listens.
     let mut crl_retry = std::collections::HashMap::new();
     crate::est::status::refresh_crls(&service, &mut crl_retry).await;
-    let crl_task = crate::est::status::spawn_crl_refresh(service.clone());
+    let refresh_task = crate::est::status::spawn_status_refresh(service.clone());
     let metrics_task =
         crate::cli::metrics::start_metrics(config.metrics.listen, engine.pool(), &service).await?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -253,7 +253,7 @@ async fn run(config: Config, config_path: &Path) -> Result<(), String> {
         task.abort();
     }
     health_task.abort();
-    crl_task.abort();
+    refresh_task.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }

@@ -4,7 +4,8 @@
 //! (`POST /ocsp/<label>`, `GET /ocsp/<label>/<base64 request>`).
 //!
 //! The CRL is signed by the task, never by a request: a request answers
-//! from the cached bytes. The task polls the store's revocation generation
+//! from the cached bytes. The same task keeps the cached OCSP responses
+//! fresh. The task polls the store's revocation generation
 //! ([`POLL`]), so a `kipuka certs revoke` run in another process is on the
 //! CRL within a second.
 
@@ -24,11 +25,13 @@ use super::{
 };
 use crate::revocation::{
     crl::{publish, refresh_due},
-    ocsp::{respond, OcspAnswer},
+    ocsp::{self, respond, OcspAnswer},
 };
 
 /// How often the store's revocation generation is read.
 pub const POLL: Duration = Duration::from_millis(250);
+/// How often the cached OCSP responses are looked at for re-signing.
+const OCSP_REFRESH: Duration = Duration::from_secs(1);
 /// How long a CA whose CRL could not be signed (HSM down) waits before the
 /// next attempt.
 const RETRY: Duration = Duration::from_secs(5);
@@ -137,12 +140,38 @@ pub async fn refresh_crls(svc: &EstService, retry_at: &mut HashMap<String, Insta
     }
 }
 
-/// Runs [`refresh_crls`] every [`POLL`] until aborted.
-pub fn spawn_crl_refresh(svc: Arc<EstService>) -> tokio::task::JoinHandle<Infallible> {
+/// Re-signs the cached OCSP responses that are due ([`ocsp::refresh`]),
+/// CA by CA. A CA whose HSM or store fails is tried again at the next call;
+/// its cached responses are served until they expire.
+pub async fn refresh_ocsp(svc: &EstService) {
+    for ca in &svc.cas {
+        if ca.ocsp.is_empty() {
+            continue;
+        }
+        match ocsp::refresh(&*svc.store, &ca.issuer, &ca.config.ocsp, &ca.ocsp).await {
+            Ok(done) if done.signed > 0 => {
+                tracing::debug!(ca = %ca.config.id, signed = done.signed, confirmed = done.confirmed, "OCSP responses refreshed");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(ca = %ca.config.id, error = %e, "OCSP responses not refreshed")
+            }
+        }
+    }
+}
+
+/// Runs [`refresh_crls`] every [`POLL`] and [`refresh_ocsp`] every
+/// [`OCSP_REFRESH`], until aborted.
+pub fn spawn_status_refresh(svc: Arc<EstService>) -> tokio::task::JoinHandle<Infallible> {
     tokio::spawn(async move {
         let mut retry_at = HashMap::new();
+        let mut ocsp_at = Instant::now();
         loop {
             refresh_crls(&svc, &mut retry_at).await;
+            if Instant::now() >= ocsp_at {
+                refresh_ocsp(&svc).await;
+                ocsp_at = Instant::now() + OCSP_REFRESH;
+            }
             tokio::time::sleep(POLL).await;
         }
     })

@@ -4,10 +4,13 @@
 //! - A request with a nonce (RFC 8954) is signed for that request, nonce
 //!   echoed.
 //! - A request without one, for a single certificate (the RFC 5019 common
-//!   case), is answered from a cache of signed responses keyed by CertID:
-//!   no HSM operation until the CA's revocations change (the store's
-//!   revocation generation) or half of `[ca.ocsp] max_age_seconds` has
-//!   passed, when it is re-signed on the next request.
+//!   case), is answered from a cache of signed responses keyed by CertID,
+//!   signed at the first request for that certificate. From then on no
+//!   request waits for the HSM: [`refresh`], run every second by the
+//!   server, re-signs each response half-way to its nextUpdate (`[ca.ocsp]
+//!   max_age_seconds`), and after a revocation re-signs only the responses
+//!   whose certificate's status changed (the store's revocation generation
+//!   says that something changed; the status, read again, says what).
 //! - If the HSM or the store fails, a cached response that has not expired
 //!   keeps being served; an uncached one gets `tryLater`.
 //! - A CertID whose issuer hashes are not this CA's gets `unauthorized`;
@@ -24,14 +27,14 @@ use der::Encode;
 
 use crate::{
     ca::{
-        issue::Issuer,
+        issue::{IssueError, Issuer},
         ocsp::{
             error_response, responder_key_hash, sign_response, CertId, CertStatus, OcspRequest,
             ResponseStatus, SingleAnswer, ID_SHA1, ID_SHA256,
         },
     },
     config::OcspConfig,
-    store::{hex_lower, CertificateStore},
+    store::{hex_lower, CertificateStore, StoreError},
 };
 
 /// Most cached responses per CA; past it the cache starts again empty.
@@ -69,14 +72,24 @@ impl OcspAnswer {
 
 #[derive(Clone, Debug)]
 struct Cached {
+    /// The CA's revocation generation the status was read at.
     generation: i64,
+    /// When the background refresh ([`refresh`]) re-signs it.
     refresh_at: SystemTime,
+    cert_id: CertId,
+    status: CertStatus,
     answer: OcspAnswer,
 }
 
 impl Cached {
     fn unexpired(&self, now: SystemTime) -> bool {
         self.answer.validity.is_some_and(|(_, next)| now < next)
+    }
+
+    /// Whether [`refresh`] has work with it: the CA's revocations changed
+    /// since its status was read, or it is half-way to its nextUpdate.
+    fn due(&self, generation: i64, now: SystemTime) -> bool {
+        self.generation != generation || now >= self.refresh_at
     }
 }
 
@@ -85,31 +98,58 @@ impl Cached {
 pub struct OcspCache(Mutex<HashMap<Vec<u8>, Cached>>);
 
 impl OcspCache {
-    fn get(&self, key: &[u8]) -> Option<Cached> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Cached>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key)
-            .cloned()
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Cached> {
+        self.map().get(key).cloned()
     }
 
     fn put(&self, key: Vec<u8>, value: Cached) {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() >= MAX_CACHED {
+        let mut map = self.map();
+        if map.len() >= MAX_CACHED && !map.contains_key(&key) {
             map.clear();
         }
         map.insert(key, value);
     }
 
+    /// Records that the response under `key` still holds at `generation`
+    /// (its certificate's status did not change), unless it was replaced
+    /// meanwhile.
+    fn confirm(&self, key: &[u8], answer: &OcspAnswer, generation: i64) {
+        if let Some(c) = self.map().get_mut(key) {
+            if c.answer.der.as_ptr() == answer.der.as_ptr() {
+                c.generation = generation;
+            }
+        }
+    }
+
+    /// At most `limit` entries [`Cached::due`], the longest due first.
+    fn due(&self, generation: i64, now: SystemTime, limit: usize) -> Vec<(Vec<u8>, Cached)> {
+        let map = self.map();
+        // Only the entries taken are cloned: after a revocation every one
+        // of up to MAX_CACHED is due.
+        let mut due: Vec<(SystemTime, &Vec<u8>)> = map
+            .iter()
+            .filter(|(_, c)| c.due(generation, now))
+            .map(|(k, c)| (c.refresh_at, k))
+            .collect();
+        if due.len() > limit {
+            due.select_nth_unstable(limit);
+            due.truncate(limit);
+        }
+        due.sort_unstable();
+        due.into_iter()
+            .map(|(_, k)| (k.clone(), map[k].clone()))
+            .collect()
+    }
+
     /// How many responses are cached.
     pub fn len(&self) -> usize {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+        self.map().len()
     }
 
     /// Whether none is.
@@ -165,6 +205,82 @@ fn whole_seconds(t: SystemTime) -> SystemTime {
         )
 }
 
+/// What the store says about the certificate `id` names, for CA `ca_id`.
+fn status_of(
+    store: &dyn CertificateStore,
+    ca_id: &str,
+    id: &CertId,
+) -> Result<CertStatus, StoreError> {
+    Ok(match store.find_entry(&serial_hex(id))? {
+        Some(e) if e.record.ca_id == ca_id => match e.revocation {
+            Some(r) => CertStatus::Revoked {
+                at: r.revoked_at,
+                reason_code: r.reason_code,
+            },
+            None => CertStatus::Good,
+        },
+        _ => CertStatus::Unknown,
+    })
+}
+
+/// Signs one response with `answers` (and `nonce`); `cacheable` when it is
+/// the answer to a single-certificate request without nonce.
+async fn sign(
+    issuer: &Issuer,
+    answers: &[SingleAnswer],
+    now: SystemTime,
+    nonce: Option<&x509_cert::ext::Extension>,
+    cacheable: bool,
+) -> Result<OcspAnswer, IssueError> {
+    let der = sign_response(issuer, answers, now, nonce).await?;
+    Ok(OcspAnswer {
+        der: der.into(),
+        validity: match (cacheable, answers) {
+            (true, [one]) => Some((one.this_update, one.next_update)),
+            _ => None,
+        },
+        status: match answers {
+            [one] => match one.status {
+                CertStatus::Good => "good",
+                CertStatus::Revoked { .. } => "revoked",
+                CertStatus::Unknown => "unknown",
+            },
+            _ => "several",
+        },
+    })
+}
+
+/// Signs the single-certificate answer for `id` and caches it.
+async fn sign_and_cache(
+    issuer: &Issuer,
+    config: &OcspConfig,
+    cache: &OcspCache,
+    (key, id): (Vec<u8>, CertId),
+    status: CertStatus,
+    generation: i64,
+    now: SystemTime,
+) -> Result<OcspAnswer, IssueError> {
+    let max_age = config.max_age();
+    let single = SingleAnswer {
+        cert_id: id,
+        status,
+        this_update: now,
+        next_update: now + max_age,
+    };
+    let answer = sign(issuer, std::slice::from_ref(&single), now, None, true).await?;
+    cache.put(
+        key,
+        Cached {
+            generation,
+            refresh_at: now + max_age / 2,
+            cert_id: single.cert_id,
+            status: single.status,
+            answer: answer.clone(),
+        },
+    );
+    Ok(answer)
+}
+
 /// Answers the DER `request` for `issuer`'s certificates.
 pub async fn respond(
     store: &dyn CertificateStore,
@@ -191,71 +307,122 @@ pub async fn respond(
     }
     let nonce = req.nonce();
     let now = whole_seconds(SystemTime::now());
+    let ca_id = issuer.ca_id();
     // Only a single-certificate request without nonce is cached.
-    let key = match (nonce, ids.as_slice()) {
-        (None, [id]) => id.to_der().ok(),
+    let single = match (nonce, ids.as_slice()) {
+        (None, [id]) => id.to_der().ok().map(|k| (k, (*id).clone())),
         _ => None,
     };
-    let cached = key.as_ref().and_then(|k| cache.get(k));
-    let ca_id = issuer.ca_id();
+    let cached = single.as_ref().and_then(|(k, _)| cache.get(k));
     let generation = match store.ca_revocation_generation(ca_id) {
         Ok(g) => g,
         Err(e) => return fallback(cached, now, ca_id, &e),
     };
-    if let Some(c) = &cached {
-        if c.generation == generation && now < c.refresh_at && c.unexpired(now) {
-            return c.answer.clone();
+    if let (Some(c), Some((key, _))) = (&cached, &single) {
+        if c.unexpired(now) {
+            // Re-signing before nextUpdate is the background refresh's job.
+            if c.generation == generation {
+                return c.answer.clone();
+            }
+            // Another certificate of the CA was revoked: this answer holds
+            // unless this certificate's status is what changed.
+            match status_of(store, ca_id, &c.cert_id) {
+                Ok(st) if st == c.status => {
+                    cache.confirm(key, &c.answer, generation);
+                    return c.answer.clone();
+                }
+                Ok(_) => {}
+                Err(e) => return fallback(cached, now, ca_id, &e),
+            }
         }
     }
     let max_age = config.max_age();
     let mut answers = Vec::with_capacity(ids.len());
     for id in &ids {
-        let status = match store.find_entry(&serial_hex(id)) {
-            Ok(Some(e)) if e.record.ca_id == ca_id => match e.revocation {
-                Some(r) => CertStatus::Revoked {
-                    at: r.revoked_at,
-                    reason_code: r.reason_code,
-                },
-                None => CertStatus::Good,
-            },
-            Ok(_) => CertStatus::Unknown,
+        match status_of(store, ca_id, id) {
+            Ok(status) => answers.push(SingleAnswer {
+                cert_id: (*id).clone(),
+                status,
+                this_update: now,
+                next_update: now + max_age,
+            }),
             Err(e) => return fallback(cached, now, ca_id, &e),
-        };
-        answers.push(SingleAnswer {
-            cert_id: (*id).clone(),
-            status,
-            this_update: now,
-            next_update: now + max_age,
-        });
-    }
-    match sign_response(issuer, &answers, now, nonce).await {
-        Ok(der) => {
-            let answer = OcspAnswer {
-                der: der.into(),
-                validity: key.is_some().then_some((now, now + max_age)),
-                status: match answers.as_slice() {
-                    [one] => match one.status {
-                        CertStatus::Good => "good",
-                        CertStatus::Revoked { .. } => "revoked",
-                        CertStatus::Unknown => "unknown",
-                    },
-                    _ => "several",
-                },
-            };
-            if let Some(k) = key {
-                cache.put(
-                    k,
-                    Cached {
-                        generation,
-                        refresh_at: now + max_age / 2,
-                        answer: answer.clone(),
-                    },
-                );
-            }
-            answer
         }
-        Err(e) => fallback(cached, now, ca_id, &e),
     }
+    let signed = match single {
+        Some(single) => {
+            let status = answers.swap_remove(0).status;
+            sign_and_cache(issuer, config, cache, single, status, generation, now).await
+        }
+        None => sign(issuer, &answers, now, nonce, false).await,
+    };
+    signed.unwrap_or_else(|e| fallback(cached, now, ca_id, &e))
+}
+
+/// Most cached responses whose status [`refresh`] re-reads in one call.
+const REFRESH_READS: usize = 4096;
+/// Most responses [`refresh`] signs in one call: it runs every second
+/// beside enrollment, on the same HSM sessions.
+const REFRESH_SIGNS: usize = 64;
+
+/// What one [`refresh`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Refreshed {
+    /// Responses re-signed.
+    pub signed: usize,
+    /// Responses confirmed after a revocation of another certificate.
+    pub confirmed: usize,
+}
+
+/// Keeps `cache` warm, so that a request without nonce never waits for
+/// the HSM once its certificate was asked about: re-signs the responses
+/// half-way to their nextUpdate, and after the CA's revocations changed,
+/// re-signs those whose certificate's status changed (the others are
+/// confirmed as they are). Bounded per call; run it every second.
+pub async fn refresh(
+    store: &dyn CertificateStore,
+    issuer: &Issuer,
+    config: &OcspConfig,
+    cache: &OcspCache,
+) -> Result<Refreshed, RefreshError> {
+    let ca_id = issuer.ca_id();
+    let generation = store.ca_revocation_generation(ca_id)?;
+    let now = whole_seconds(SystemTime::now());
+    let mut done = Refreshed::default();
+    for (key, c) in cache.due(generation, now, REFRESH_READS) {
+        let status = status_of(store, ca_id, &c.cert_id)?;
+        if status == c.status && now < c.refresh_at {
+            cache.confirm(&key, &c.answer, generation);
+            done.confirmed += 1;
+            continue;
+        }
+        if done.signed == REFRESH_SIGNS {
+            break;
+        }
+        sign_and_cache(
+            issuer,
+            config,
+            cache,
+            (key, c.cert_id),
+            status,
+            generation,
+            now,
+        )
+        .await?;
+        done.signed += 1;
+    }
+    Ok(done)
+}
+
+/// Why [`refresh`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Reading the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Signing failed (the HSM): the cached responses stay until they expire.
+    #[error(transparent)]
+    Sign(#[from] IssueError),
 }
 
 /// After a failure: the cached answer while it is valid, else `tryLater`.
@@ -274,5 +441,78 @@ fn fallback(
             tracing::warn!(ca = %ca_id, %error, "OCSP: tryLater");
             OcspAnswer::error(ResponseStatus::TryLater)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use der::asn1::OctetString;
+    use spki::AlgorithmIdentifierOwned;
+    use x509_cert::serial_number::SerialNumber;
+
+    fn cached(serial: u8, generation: i64, refresh_at: u64) -> (Vec<u8>, Cached) {
+        let cert_id = CertId {
+            hash_algorithm: AlgorithmIdentifierOwned {
+                oid: ID_SHA1,
+                parameters: None,
+            },
+            issuer_name_hash: OctetString::new([1u8; 20]).unwrap(),
+            issuer_key_hash: OctetString::new([2u8; 20]).unwrap(),
+            serial_number: SerialNumber::new(&[serial]).unwrap(),
+        };
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(refresh_at);
+        let answer = OcspAnswer {
+            der: Bytes::from(vec![serial]),
+            validity: Some((t, t + Duration::from_secs(3600))),
+            status: "good",
+        };
+        let key = cert_id.to_der().unwrap();
+        let c = Cached {
+            generation,
+            refresh_at: t,
+            cert_id,
+            status: CertStatus::Good,
+            answer,
+        };
+        (key, c)
+    }
+
+    #[test]
+    fn the_refresh_takes_the_longest_due_first_and_only_so_many() {
+        let cache = OcspCache::default();
+        for (serial, refresh_at) in [(1, 500), (2, 100), (3, 300), (4, 900), (5, 200)] {
+            let (k, c) = cached(serial, 7, refresh_at);
+            cache.put(k, c);
+        }
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(600);
+        let serials = |due: Vec<(Vec<u8>, Cached)>| -> Vec<u8> {
+            due.iter()
+                .map(|(_, c)| c.cert_id.serial_number.as_bytes()[0])
+                .collect()
+        };
+        // Same generation: those past their refresh time, oldest first.
+        assert_eq!(serials(cache.due(7, now, 10)), [2, 5, 3, 1]);
+        assert_eq!(serials(cache.due(7, now, 2)), [2, 5]);
+        // After a revocation every one is due.
+        assert_eq!(serials(cache.due(8, now, 10)), [2, 5, 3, 1, 4]);
+    }
+
+    #[test]
+    fn a_confirmation_does_not_touch_a_replaced_answer() {
+        let cache = OcspCache::default();
+        let (k, old) = cached(1, 7, 100);
+        cache.put(k.clone(), old.clone());
+        cache.confirm(&k, &old.answer, 8);
+        assert_eq!(cache.get(&k).unwrap().generation, 8);
+        let (_, mut newer) = cached(1, 9, 200);
+        newer.answer.der = Bytes::from(vec![9, 9]);
+        cache.put(k.clone(), newer);
+        cache.confirm(&k, &old.answer, 10);
+        assert_eq!(
+            cache.get(&k).unwrap().generation,
+            9,
+            "the newer answer keeps its own"
+        );
     }
 }
