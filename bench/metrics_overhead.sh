@@ -12,60 +12,27 @@
 # each rate and the ratio of the sums. About 4 x ROUNDS x (SECS+1) seconds.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DEMO=$ROOT/target/kipuka-demo
-BENCH=$ROOT/target/release/kipuka-bench
-KIPUKA=$ROOT/target/release/kipuka
-OUT=$ROOT/target/bench-results/metrics-overhead
+OUT=$(cd "$(dirname "$0")/.." && pwd)/target/bench-results/metrics-overhead
+. "$(dirname "$0")/demo_servers.sh"
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-8}
 OFF_PORT=${OFF_PORT:-18451}
 ON_PORT=${ON_PORT:-18452}
 METRICS_PORT=${METRICS_PORT:-19464}
-[ -f "$DEMO/kipuka.toml" ] || { echo "run cargo xtask demo first (no $DEMO/kipuka.toml)"; exit 1; }
-rm -rf "$OUT"
-mkdir -p "$OUT"
 
-pids=()
 scraper=""
-cleanup() {
-    [ -z "$scraper" ] || kill "$scraper" 2>/dev/null || true
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
-    done
-}
-trap cleanup EXIT
+trap '[ -z "$scraper" ] || kill "$scraper" 2>/dev/null || true; stop_servers' EXIT
 
-# config NAME PORT [extra TOML]
-config() {
-    # The demo's own [metrics] table goes: "on" gets its own below.
-    sed -e '/^\[metrics\]/,/^listen = /d' \
-        -e "s|^listen = .*|listen = \"127.0.0.1:$2\"|" \
-        -e "s|^url = \"sqlite://.*|url = \"sqlite://$OUT/$1.db\"|" \
-        -e '/^http_listen = /d' \
-        "$DEMO/kipuka.toml" >"$OUT/$1.toml"
-    printf '%s\n' "${3:-}" >>"$OUT/$1.toml"
-}
-config off $OFF_PORT
-config on $ON_PORT "[metrics]
+demo_config off $OFF_PORT
+demo_config on $ON_PORT "[metrics]
 listen = \"127.0.0.1:$METRICS_PORT\""
-
-for name in off on; do
-    (cd "$DEMO" && SOFTHSM2_CONF=$DEMO/softhsm2.conf KIPUKA_HSM_PIN=$(cat "$DEMO/hsm-pin") \
-        exec "$KIPUKA" serve --config "$OUT/$name.toml" >"$OUT/$name.out" 2>"$OUT/$name.log") &
-    pids+=($!)
-done
-for name in off on; do
-    for _ in $(seq 1 120); do grep -q "kipuka listening" "$OUT/$name.out" 2>/dev/null && break; sleep 0.5; done
-    grep -q "kipuka listening" "$OUT/$name.out" || { cat "$OUT/$name.log"; exit 1; }
-done
+serve off
+serve on
 
 # A scraper, as Prometheus would be (every second; Prometheus' default is 15 s).
 (while true; do curl -s -o /dev/null "http://127.0.0.1:$METRICS_PORT/metrics"; sleep 1; done) &
 scraper=$!
 
-rate() { sed -E 's/.*"enrollments_per_s":([0-9.]+).*/\1/' <(tr -d '\n ' <"$1"); }
 sum_off=0; sum_on=0
 for r in $(seq 1 "$ROUNDS"); do
     for name in off on; do

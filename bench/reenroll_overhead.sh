@@ -23,45 +23,19 @@
 # it. reenroll/baseline is then the cost of the check alone.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DEMO=$ROOT/target/kipuka-demo
-BENCH=$ROOT/target/release/kipuka-bench
-KIPUKA=$ROOT/target/release/kipuka
-OUT=$ROOT/target/bench-results/reenroll-overhead
+OUT=$(cd "$(dirname "$0")/.." && pwd)/target/bench-results/reenroll-overhead
+. "$(dirname "$0")/demo_servers.sh"
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-8}
 PORT=${PORT:-18453}
 OPENSSL=${OPENSSL:-openssl}
-[ -f "$DEMO/kipuka.toml" ] || { echo "run cargo xtask demo first (no $DEMO/kipuka.toml)"; exit 1; }
-rm -rf "$OUT"
-mkdir -p "$OUT"
 
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
-    done
-}
-trap cleanup EXIT
-
-# serve NAME BINARY PORT: a server from the demo's configuration.
-serve() {
-    sed -e '/^\[metrics\]/,/^listen = /d' \
-        -e "s|^listen = .*|listen = \"127.0.0.1:$3\"|" \
-        -e "s|^url = \"sqlite://.*|url = \"sqlite://$OUT/$1.db\"|" \
-        -e '/^http_listen = /d' \
-        "$DEMO/kipuka.toml" >"$OUT/$1.toml"
-    (cd "$DEMO" && SOFTHSM2_CONF=$DEMO/softhsm2.conf exec "$2" serve --config "$OUT/$1.toml" \
-        >"$OUT/$1.out" 2>"$OUT/$1.log") &
-    pids+=($!)
-    for _ in $(seq 1 120); do grep -q "kipuka listening" "$OUT/$1.out" 2>/dev/null && break; sleep 0.5; done
-    grep -q "kipuka listening" "$OUT/$1.out" || { cat "$OUT/$1.log"; exit 1; }
-}
-serve kipuka "$KIPUKA" "$PORT"
+demo_config kipuka "$PORT"
+serve kipuka
 series=(enroll reenroll)
 if [ -n "${BASELINE:-}" ]; then
-    serve baseline "$BASELINE" $((PORT + 1))
+    demo_config baseline $((PORT + 1))
+    serve baseline "$BASELINE"
     series+=(baseline)
 fi
 
@@ -86,7 +60,6 @@ if [ -n "${BASELINE:-}" ]; then
     ENROLL_URL=$BASE_URL
 fi
 
-rate() { sed -E 's/.*"enrollments_per_s":([0-9.]+).*/\1/' <(tr -d '\n ' <"$1"); }
 common=(--cacert "$DEMO/tls-ca.pem" --key-type ec:P-256 --subject CN=bench-device
     --concurrency 16 --duration "$SECS" --warmup 1 --csrs 20000 --timeout 10 --json)
 declare -A sum=([enroll]=0 [reenroll]=0 [baseline]=0)

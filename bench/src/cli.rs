@@ -106,6 +106,12 @@ pub struct Args {
     #[arg(long, requires = "ocsp_request")]
     pub ocsp_nonce: bool,
 
+    /// Connect from this local address (e.g. 127.0.0.2, to be another
+    /// source than a second kipuka-bench on 127.0.0.1: the server's
+    /// per-source limits then count them apart).
+    #[arg(long, value_name = "IP")]
+    pub source: Option<std::net::IpAddr>,
+
     /// Give every CSR this subject (e.g. `CN=device-1`, the client
     /// certificate's) instead of a distinct `CN=kipuka-bench-...` each: for
     /// /simplereenroll, where the server issues only the names of the

@@ -76,10 +76,11 @@ async fn run(args: Args) -> Result<Report, BenchError> {
         Some(path) => Some(std::fs::read(path).map_err(|e| BenchError::file(path, e))?),
         None => None,
     };
-    let target = match ocsp_template {
+    let mut target = match ocsp_template {
         Some(_) => Target::parse_ocsp(&args.url)?,
         None => Target::parse(&args.url)?,
     };
+    target.source = args.source;
     let client = match (&args.cert, &args.key) {
         (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
         _ => None,

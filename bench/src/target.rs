@@ -13,6 +13,8 @@ pub struct Target {
     pub port: u16,
     /// Path (and query) to POST to.
     pub path: String,
+    /// The local address to connect from (`--source`); None: the system's choice.
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Target {
@@ -74,6 +76,7 @@ impl Target {
             host,
             port: uri.port_u16().unwrap_or(443),
             path,
+            source: None,
         })
     }
 

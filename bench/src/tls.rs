@@ -59,17 +59,15 @@ pub async fn connect(
     connector: &TlsConnector,
 ) -> Result<TlsStream<TcpStream>, BenchError> {
     let addr = target.authority();
-    let tcp = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|e| BenchError::Connect {
-            addr: addr.clone(),
-            reason: match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => {
-                    format!("{e} (is kipuka serve running and listening there?)")
-                }
-                _ => e.to_string(),
-            },
-        })?;
+    let tcp = tcp_connect(target).await.map_err(|e| BenchError::Connect {
+        addr: addr.clone(),
+        reason: match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                format!("{e} (is kipuka serve running and listening there?)")
+            }
+            _ => e.to_string(),
+        },
+    })?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from(target.host.clone()).map_err(|e| BenchError::BadUrl {
         url: target.url.clone(),
@@ -82,6 +80,32 @@ pub async fn connect(
             addr,
             reason: tls_hint(&e),
         })
+}
+
+/// A TCP connection to the target, from `target.source` if given.
+async fn tcp_connect(target: &Target) -> std::io::Result<TcpStream> {
+    let Some(source) = target.source else {
+        return TcpStream::connect((target.host.as_str(), target.port)).await;
+    };
+    let to = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await?
+        .find(|a| a.is_ipv4() == source.is_ipv4())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "{} has no address of the family of --source {source}",
+                    target.host
+                ),
+            )
+        })?;
+    let socket = if source.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind((source, 0).into())?;
+    socket.connect(to).await
 }
 
 fn tls_hint(e: &std::io::Error) -> String {

@@ -310,4 +310,10 @@ fn limits_answer_429_with_retry_after() {
         refused.text()
     );
     assert!(refused.header("retry-after").is_some());
+    // After a pause, so that a flood gets few answers.
+    assert!(
+        refused.elapsed >= std::time::Duration::from_millis(950),
+        "{:?}",
+        refused.elapsed
+    );
 }

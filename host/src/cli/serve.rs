@@ -183,6 +183,7 @@ async fn run(config: Config, config_path: &Path) -> Result<(), String> {
         max_header_bytes: 16 * 1024,
         shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
         max_connections: config.server.max_connections,
+        max_connections_per_ip: config.server.max_connections_per_ip,
         max_body_bytes: config.server.max_body_bytes,
         body_timeout: Duration::from_secs(config.server.request_timeout_secs),
     };

@@ -84,10 +84,15 @@ fn check_server(s: &ServerConfig) -> Result<(), ConfigError> {
             "tls_versions is empty: offer \"1.2\", \"1.3\" or both",
         ));
     }
-    if s.max_body_bytes == 0 || s.request_timeout_secs == 0 || s.max_connections == 0 {
+    if s.max_body_bytes == 0
+        || s.request_timeout_secs == 0
+        || s.max_connections == 0
+        || s.max_connections_per_ip == 0
+    {
         return Err(invalid(
             at,
-            "max_body_bytes, request_timeout_secs and max_connections must be greater than 0",
+            "max_body_bytes, request_timeout_secs, max_connections and max_connections_per_ip \
+             must be greater than 0",
         ));
     }
     // The realm is sent inside a quoted string in WWW-Authenticate.

@@ -5,6 +5,7 @@ pub mod connection;
 pub mod csrattrs;
 pub mod current;
 pub mod error;
+pub mod per_ip;
 pub mod plain_http;
 pub mod routes;
 pub mod server;

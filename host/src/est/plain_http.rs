@@ -65,6 +65,7 @@ pub async fn serve_plain<F>(
     };
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_ip = super::per_ip::PerIpLimit::new(limits.max_connections_per_ip);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -85,12 +86,15 @@ pub async fn serve_plain<F>(
             },
             _ = &mut shutdown => break,
         };
+        let Some(ip_slot) = super::per_ip::admit(&per_ip, remote.ip(), "http") else {
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let routes = routes.clone();
         let spellings = spellings.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, ip_slot);
             let info = ConnInfo {
                 remote: Some(remote),
                 ..ConnInfo::default()

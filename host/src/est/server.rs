@@ -13,6 +13,7 @@ use warp::{reply::Response, Filter};
 use super::{
     connection::{header_case::HeaderSpellings, serve_connection},
     current::Current,
+    per_ip::{self, PerIpLimit},
 };
 use crate::tls::ConnInfo;
 
@@ -31,6 +32,9 @@ pub struct HttpLimits {
     /// it the server stops accepting, and new connections wait in the
     /// kernel's listen backlog until one ends.
     pub max_connections: usize,
+    /// Most connections one source holds at once ([`super::per_ip`]);
+    /// over it a new connection is closed at once.
+    pub max_connections_per_ip: usize,
     /// Largest request body (`[server] max_body_bytes`): also how much of a
     /// body an early answer (401, 403, ...) reads and discards so that the
     /// connection stays usable.
@@ -66,6 +70,7 @@ pub async fn serve<F>(
     };
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_ip = PerIpLimit::new(limits.max_connections_per_ip);
     let mut at_limit = false;
     tokio::pin!(shutdown);
     loop {
@@ -106,13 +111,17 @@ pub async fn serve<F>(
             },
             _ = &mut shutdown => break,
         };
+        // Over its source's limit: closed here, its slot given back.
+        let Some(ip_slot) = per_ip::admit(&per_ip, remote.ip(), "tls") else {
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = TlsAcceptor::from(tls.get());
         let routes = routes.clone();
         let spellings = spellings.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, ip_slot);
             let tls =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,

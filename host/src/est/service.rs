@@ -2,7 +2,10 @@
 //! the store and the audit log. HTTP details stay in `routes`; encodings
 //! at the edge are in `wire`.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use const_oid::ObjectIdentifier;
 use der::Encode;
@@ -88,6 +91,10 @@ pub struct Enrolled {
     /// `DNS:x (allow_dns)`, ...; empty when nothing was left out.
     pub dropped: Vec<String>,
 }
+
+/// How long a password attempt refused by the `failed_auth_*` limits waits
+/// for its 429.
+const REFUSED_AUTH_PAUSE: Duration = Duration::from_secs(1);
 
 fn too_many(l: Limited) -> EstError {
     EstError::TooManyRequests {
@@ -382,9 +389,14 @@ impl EstService {
         };
         let ip = conn.remote.map(|a| a.ip());
         let limits = self.limits.get();
-        limits
-            .before_password(ip, &credentials.user)
-            .map_err(too_many)?;
+        if let Err(limited) = limits.before_password(ip, &credentials.user) {
+            // Answered after a pause: a flood from a source (or as a name)
+            // whose failed attempts are spent then gets one answer per
+            // connection and second, instead of as many as it can send,
+            // each costing the cores a request cycle.
+            tokio::time::sleep(REFUSED_AUTH_PAUSE).await;
+            return Err(too_many(limited));
+        }
         let result = if credentials.user.starts_with(CODE_PREFIX) {
             self.enrollment_code(ca, &credentials).await
         } else {
