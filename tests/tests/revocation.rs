@@ -851,15 +851,18 @@ fn ocsp_kept(s: &EstServer, label: &str, ca: &Path, cert: &Path, respout: &Path)
 /// revocation of another certificate leaves a cached response as it was
 /// (no signature), and a response half-way to its nextUpdate is re-signed
 /// in the background, so that the next request gets a response signed
-/// before it came.
+/// before it came; but only a response asked for since it was signed.
 #[test]
 fn cached_ocsp_responses_are_re_signed_in_the_background() {
     let s = start_with_ec_ca("warm", "[ca.ocsp]\nmax_age_seconds = 60");
     let ca = s.pkcs7_to_pem(&s.curl(&[&s.url(Some("warm"), "cacerts")]), "warm-ca");
     let (kept, _) = enroll(&s, "warm", "warm-kept");
     let (lost, _) = enroll(&s, "warm", "warm-lost");
+    let (idle, _) = enroll(&s, "warm", "warm-idle");
     let (first, first_at) = (s.dir.join("first.der"), Instant::now());
     let (_, t1) = ocsp_kept(&s, "warm", &ca, &kept, &first);
+    // Asked once, then not again until the end.
+    ocsp_kept(&s, "warm", &ca, &idle, &s.dir.join("idle-first.der"));
 
     let hex = openssl_serial(&lost)
         .trim_start_matches("serial=")
@@ -888,4 +891,11 @@ fn cached_ocsp_responses_are_re_signed_in_the_background() {
         "thisUpdate {t3}: first {t1}, asked at {asked_at}: not re-signed half-way"
     );
     assert!(t3 + 5 <= asked_at, "re-signed when asked, not before");
+    // The response nobody asked for again was not kept warm: dropped at
+    // 30 s, signed anew for this request.
+    let (_, t_idle) = ocsp_kept(&s, "warm", &ca, &idle, &s.dir.join("idle-later.der"));
+    assert!(
+        t_idle + 1 >= asked_at,
+        "thisUpdate {t_idle}, asked at {asked_at}: an unasked response was re-signed in the background"
+    );
 }

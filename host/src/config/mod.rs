@@ -137,7 +137,7 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Most connections one source (an IPv4 address, an IPv6 /64) holds
     /// open at once, on each listener; a connection over it is closed as
-    /// soon as it is accepted. Default 128. Several devices behind one NAT
+    /// soon as it is accepted. Default 256 (a quarter of `max_connections`). Several devices behind one NAT
     /// share it: raise it for them.
     pub max_connections_per_ip: usize,
     /// Seconds to let in-flight requests finish on shutdown. Default 30.
@@ -157,7 +157,7 @@ impl Default for ServerConfig {
             realm: "kipuka".to_string(),
             request_timeout_secs: 30,
             max_connections: 1024,
-            max_connections_per_ip: 128,
+            max_connections_per_ip: 256,
             shutdown_grace_secs: 30,
         }
     }

@@ -46,8 +46,9 @@ impl std::fmt::Display for Source {
 #[derive(Debug, Default)]
 struct Open {
     connections: usize,
-    /// Refused since the source was last below its limit (for logging
-    /// once per episode, not once per connection).
+    /// Refused since the source last fell to half its limit (for logging
+    /// once per episode, not once per connection: a source that closes
+    /// one connection and opens two, again and again, is one episode).
     refused: u64,
 }
 
@@ -119,7 +120,9 @@ impl Drop for IpSlot {
         let mut open = self.owner.open();
         if let Some(entry) = open.get_mut(&self.source) {
             entry.connections = entry.connections.saturating_sub(1);
-            entry.refused = 0;
+            if entry.connections <= self.owner.limit / 2 {
+                entry.refused = 0;
+            }
             if entry.connections == 0 {
                 open.remove(&self.source);
             }
@@ -169,13 +172,27 @@ mod tests {
         let _c = limit.enter(ip("192.0.2.2")).unwrap();
         drop(a);
         assert_eq!(limit.open_from(ip("192.0.2.1")), 1);
-        let _d = limit.enter(ip("192.0.2.1")).unwrap();
+        let d = limit.enter(ip("192.0.2.1")).unwrap();
         assert!(
             limit.enter(ip("192.0.2.1")).unwrap_err().first,
-            "a new episode"
+            "a new episode once down to half the limit"
         );
-        drop((_b, _c, _d));
+        drop((_b, _c, d));
         assert!(limit.open().is_empty(), "no entry left behind");
+    }
+
+    #[test]
+    fn churning_at_the_limit_is_one_episode() {
+        let limit = PerIpLimit::new(4);
+        let mut open: Vec<IpSlot> = (0..4)
+            .map(|_| limit.enter(ip("192.0.2.9")).unwrap())
+            .collect();
+        assert!(limit.enter(ip("192.0.2.9")).unwrap_err().first);
+        for _ in 0..3 {
+            open.pop();
+            open.push(limit.enter(ip("192.0.2.9")).unwrap());
+            assert!(!limit.enter(ip("192.0.2.9")).unwrap_err().first);
+        }
     }
 
     #[test]

@@ -149,8 +149,14 @@ pub async fn refresh_ocsp(svc: &EstService) {
             continue;
         }
         match ocsp::refresh(&*svc.store, &ca.issuer, &ca.config.ocsp, &ca.ocsp).await {
-            Ok(done) if done.signed > 0 => {
-                tracing::debug!(ca = %ca.config.id, signed = done.signed, confirmed = done.confirmed, "OCSP responses refreshed");
+            Ok(done) if done.signed + done.forgotten > 0 => {
+                tracing::debug!(
+                    ca = %ca.config.id,
+                    signed = done.signed,
+                    confirmed = done.confirmed,
+                    forgotten = done.forgotten,
+                    "OCSP responses refreshed"
+                );
             }
             Ok(_) => {}
             Err(e) => {

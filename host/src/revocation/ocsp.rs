@@ -79,6 +79,9 @@ struct Cached {
     cert_id: CertId,
     status: CertStatus,
     answer: OcspAnswer,
+    /// Served since it was signed: only those are kept warm, so that
+    /// certificates nobody asks about any more cost no signatures.
+    asked: bool,
 }
 
 impl Cached {
@@ -104,8 +107,23 @@ impl OcspCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The cached response under `key`, marked as asked for.
     fn get(&self, key: &[u8]) -> Option<Cached> {
-        self.map().get(key).cloned()
+        self.map().get_mut(key).map(|c| {
+            c.asked = true;
+            c.clone()
+        })
+    }
+
+    /// Forgets the response under `key` unless it was replaced meanwhile.
+    fn forget(&self, key: &[u8], answer: &OcspAnswer) {
+        let mut map = self.map();
+        if map
+            .get(key)
+            .is_some_and(|c| c.answer.der.as_ptr() == answer.der.as_ptr())
+        {
+            map.remove(key);
+        }
     }
 
     fn put(&self, key: Vec<u8>, value: Cached) {
@@ -276,6 +294,7 @@ async fn sign_and_cache(
             cert_id: single.cert_id,
             status: single.status,
             answer: answer.clone(),
+            asked: false,
         },
     );
     Ok(answer)
@@ -372,13 +391,17 @@ pub struct Refreshed {
     pub signed: usize,
     /// Responses confirmed after a revocation of another certificate.
     pub confirmed: usize,
+    /// Responses due but not asked for since they were signed, dropped.
+    pub forgotten: usize,
 }
 
 /// Keeps `cache` warm, so that a request without nonce never waits for
 /// the HSM once its certificate was asked about: re-signs the responses
 /// half-way to their nextUpdate, and after the CA's revocations changed,
 /// re-signs those whose certificate's status changed (the others are
-/// confirmed as they are). Bounded per call; run it every second.
+/// confirmed as they are). Only responses served since they were signed
+/// are re-signed; the others are dropped, so that background signing
+/// follows what relying parties ask. Bounded per call; run it every second.
 pub async fn refresh(
     store: &dyn CertificateStore,
     issuer: &Issuer,
@@ -394,6 +417,13 @@ pub async fn refresh(
         if status == c.status && now < c.refresh_at {
             cache.confirm(&key, &c.answer, generation);
             done.confirmed += 1;
+            continue;
+        }
+        // Not asked for since it was signed: dropped rather than re-signed;
+        // a later request signs it again, once.
+        if !c.asked {
+            cache.forget(&key, &c.answer);
+            done.forgotten += 1;
             continue;
         }
         if done.signed == REFRESH_SIGNS {
@@ -474,6 +504,7 @@ mod tests {
             cert_id,
             status: CertStatus::Good,
             answer,
+            asked: true,
         };
         (key, c)
     }
