@@ -549,6 +549,107 @@ fn strongswan_pki_fetches_the_ca_and_enrolls() {
         .unwrap_or_else(|e| panic!("strongSwan's certificate: {e}"));
 }
 
+/// strongSwan's `pki --est` against the demo's name policy (the rules
+/// `xtask/src/demo.rs` writes for its default CA): a device name with a DNS
+/// name under devices.kipuka.test is issued with those names; a CSR for
+/// `CN=www.bank.example` with `DNS:*.example.com` is refused, and strongSwan
+/// says so and writes no certificate.
+#[test]
+fn strongswan_pki_enrolls_under_the_demo_policy_and_is_refused_a_foreign_name() {
+    let mut s = EstServer::start_opts(
+        TokenKind::SoftHsm2,
+        kipuka_tests::est_server::EstOptions {
+            no_launch: true,
+            ..Default::default()
+        },
+    );
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    let ec_profile = "allowed_keys = [\"ec:P-256\", \"ec:P-384\"]\n";
+    assert!(config.contains(ec_profile), "{config}");
+    let policy = "[ca.policy]\nmode = \"enforce\"\nallow_cn = [\"*\", \"{user}\"]\n\
+                  allow_dns = [\".devices.kipuka.test\"]\n";
+    std::fs::write(
+        &s.config,
+        config.replacen(ec_profile, &format!("{ec_profile}{policy}"), 1),
+    )
+    .unwrap();
+    s.launch();
+    let pki_est = |name: &str, subject: &str, san: &str| {
+        let csr = s.dir.join(format!("{name}.csr.der"));
+        run(openssl()
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes", "-subj", subject, "-addext", san, "-outform", "DER", "-keyout",
+            ])
+            .arg(s.dir.join(format!("{name}.key")))
+            .arg("-out")
+            .arg(&csr));
+        Command::new("pki")
+            .args(["--est", "--url", &s.base, "--in"])
+            .arg(&csr)
+            .arg("--cacert")
+            .arg(&s.tls_ca)
+            .args(["--userpass", &basic(), "--outform", "pem"])
+            .output()
+            .unwrap()
+    };
+    let out = pki_est(
+        "device-42",
+        "/CN=device-42",
+        "subjectAltName=DNS:device-42.devices.kipuka.test",
+    );
+    assert!(
+        out.status.success(),
+        "pki --est: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cert = s.dir.join("device-42.pem");
+    std::fs::write(&cert, &out.stdout).unwrap();
+    let text = String::from_utf8(
+        run(openssl()
+            .args([
+                "x509",
+                "-noout",
+                "-subject",
+                "-ext",
+                "subjectAltName",
+                "-in",
+            ])
+            .arg(&cert))
+        .stdout,
+    )
+    .unwrap();
+    // OpenSSL 3.0 prints "CN = device-42", 3.5 "CN=device-42".
+    assert!(
+        text.replace(" = ", "=").contains("subject=CN=device-42"),
+        "{text}"
+    );
+    assert!(text.contains("DNS:device-42.devices.kipuka.test"), "{text}");
+
+    let out = pki_est(
+        "bank",
+        "/CN=www.bank.example",
+        "subjectAltName=DNS:www.bank.example,DNS:*.example.com",
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "a foreign name was issued: {said}");
+    assert!(!said.contains("BEGIN CERTIFICATE"), "{said}");
+    // The rule that refused it is in the 403's body (name_policy.rs reads
+    // it with curl); strongSwan prints only the status.
+    assert!(said.contains("403"), "strongSwan does not say why: {said}");
+}
+
 #[test]
 fn every_certificate_issued_before_a_restart_is_in_the_store_after_it() {
     let mut s = EstServer::start(TokenKind::SoftHsm2);
