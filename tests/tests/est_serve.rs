@@ -485,6 +485,19 @@ fn bad_requests_get_precise_errors_over_tls_12_and_13() {
     }
 }
 
+/// strongSwan's `pki --est` of the DER CSR `csr` at the default CA, as the
+/// Basic user; the certificate comes out as PEM on stdout.
+fn pki_est(s: &EstServer, csr: &std::path::Path) -> std::process::Output {
+    Command::new("pki")
+        .args(["--est", "--url", &s.base, "--in"])
+        .arg(csr)
+        .arg("--cacert")
+        .arg(&s.tls_ca)
+        .args(["--userpass", &basic(), "--outform", "pem"])
+        .output()
+        .expect("strongSwan pki (package strongswan-pki) is installed by cargo xtask test")
+}
+
 #[test]
 fn strongswan_pki_fetches_the_ca_and_enrolls() {
     let s = EstServer::start(TokenKind::SoftHsm2);
@@ -530,14 +543,7 @@ fn strongswan_pki_fetches_the_ca_and_enrolls() {
         .arg(s.dir.join("ss.key"))
         .arg("-out")
         .arg(s.dir.join("ss.csr.der")));
-    let out = Command::new("pki")
-        .args(["--est", "--url", &s.base, "--in"])
-        .arg(s.dir.join("ss.csr.der"))
-        .arg("--cacert")
-        .arg(&s.tls_ca)
-        .args(["--userpass", &basic(), "--outform", "pem"])
-        .output()
-        .unwrap();
+    let out = pki_est(&s, &s.dir.join("ss.csr.der"));
     assert!(
         out.status.success(),
         "pki --est: {}",
@@ -574,7 +580,7 @@ fn strongswan_pki_enrolls_under_the_demo_policy_and_is_refused_a_foreign_name() 
     )
     .unwrap();
     s.launch();
-    let pki_est = |name: &str, subject: &str, san: &str| {
+    let enroll = |name: &str, subject: &str, san: &str| {
         let csr = s.dir.join(format!("{name}.csr.der"));
         run(openssl()
             .args([
@@ -591,16 +597,9 @@ fn strongswan_pki_enrolls_under_the_demo_policy_and_is_refused_a_foreign_name() 
             .arg(s.dir.join(format!("{name}.key")))
             .arg("-out")
             .arg(&csr));
-        Command::new("pki")
-            .args(["--est", "--url", &s.base, "--in"])
-            .arg(&csr)
-            .arg("--cacert")
-            .arg(&s.tls_ca)
-            .args(["--userpass", &basic(), "--outform", "pem"])
-            .output()
-            .unwrap()
+        pki_est(&s, &csr)
     };
-    let out = pki_est(
+    let out = enroll(
         "device-42",
         "/CN=device-42",
         "subjectAltName=DNS:device-42.devices.kipuka.test",
@@ -633,7 +632,7 @@ fn strongswan_pki_enrolls_under_the_demo_policy_and_is_refused_a_foreign_name() 
     );
     assert!(text.contains("DNS:device-42.devices.kipuka.test"), "{text}");
 
-    let out = pki_est(
+    let out = enroll(
         "bank",
         "/CN=www.bank.example",
         "subjectAltName=DNS:www.bank.example,DNS:*.example.com",

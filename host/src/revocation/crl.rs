@@ -99,18 +99,6 @@ fn hex_bytes<'a>(hex: &str, out: &'a mut [u8; 64]) -> Option<&'a [u8]> {
     Some(&out[..digits.len() / 2])
 }
 
-/// Runs `f`, which blocks on the store for as long as reading a large CRL
-/// takes, without stalling the other tasks of the runtime's worker.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        // A current-thread runtime (tests, tools) has no other worker to
-        // hand its tasks to.
-        _ => f(),
-    }
-}
-
 /// Reads `issuer`'s revocations from the store, draws the next cRLNumber,
 /// signs and stores the CRL in `slot`. The generation is read first, so a
 /// revocation that lands meanwhile makes the next [`refresh_due`] true.
@@ -144,7 +132,7 @@ pub async fn publish(
     let hint = slot.get().map_or(0, |c| c.entries + c.entries / 16);
     let mut writer = CrlWriter::new(issuer, header, hint)?;
     let (mut count, mut unreadable) = (0usize, 0usize);
-    blocking(|| {
+    super::blocking(|| {
         let mut serial = [0u8; 64];
         store.for_each_revoked(
             ca_id,

@@ -15,6 +15,19 @@ use x509_cert::Certificate;
 
 use crate::store::{hex_lower, CertificateStore, RevocationStatus, StoreError};
 
+/// Runs `f`, which blocks on the store for a while (a large CRL, a batch
+/// of OCSP statuses), without stalling the other tasks of the runtime's
+/// worker.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        // A current-thread runtime (tests, tools) has no other worker to
+        // hand its tasks to.
+        _ => f(),
+    }
+}
+
 /// An RFC 5280 §5.3.1 CRLReason. `removeFromCRL` (8) is a delta-CRL
 /// marker, not a reason an operator gives, hence absent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

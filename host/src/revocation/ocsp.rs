@@ -412,8 +412,15 @@ pub async fn refresh(
     let generation = store.ca_revocation_generation(ca_id)?;
     let now = whole_seconds(SystemTime::now());
     let mut done = Refreshed::default();
-    for (key, c) in cache.due(generation, now, REFRESH_READS) {
-        let status = status_of(store, ca_id, &c.cert_id)?;
+    // Up to REFRESH_READS store reads: in one batch, off the async worker.
+    let due = super::blocking(|| {
+        cache
+            .due(generation, now, REFRESH_READS)
+            .into_iter()
+            .map(|(key, c)| Ok((status_of(store, ca_id, &c.cert_id)?, key, c)))
+            .collect::<Result<Vec<_>, StoreError>>()
+    })?;
+    for (status, key, c) in due {
         if status == c.status && now < c.refresh_at {
             cache.confirm(&key, &c.answer, generation);
             done.confirmed += 1;
